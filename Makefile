@@ -1,0 +1,42 @@
+# The two commands a student needs are `make lab` and `make test`; each sets up .venv by itself.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+NB_TIMEOUT ?= 900
+
+.PHONY: setup lab test unit notebooks student book bench train-checkpoint sweep clean
+
+setup: $(STAMP)
+
+# Re-runs only when pyproject.toml changes: the command is idempotent.
+$(STAMP): pyproject.toml
+	@start=$$(date +%s); \
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); \
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[lab,test,book]' && \
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps 'd2l==1.0.3' && \
+	$(BIN)/python -m pip install -q --disable-pip-version-check 'pandas>=2.0' 'scipy>=1.10' && \
+	touch $@ && echo "setup: $$(( $$(date +%s) - start )) s"
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+# Unit tests, then every notebook with nbval in fast mode; stops at the first failure.
+test: $(STAMP)
+	@export VITCOURSE_FAST=1 MPLBACKEND=Agg; \
+	start=$$(date +%s); \
+	$(BIN)/python -m pytest -x -q tests || exit 1; \
+	mid=$$(date +%s); \
+	$(BIN)/python -m pytest -x -q --nbval-lax --nbval-cell-timeout=$(NB_TIMEOUT) -p no:cacheprovider notebooks/ || exit 1; \
+	end=$$(date +%s); \
+	echo "timing: unit tests $$(( mid - start )) s, notebooks $$(( end - mid )) s"
+
+unit: $(STAMP)
+	VITCOURSE_FAST=1 MPLBACKEND=Agg $(BIN)/python -m pytest -q tests
+
+notebooks: $(STAMP)
+	VITCOURSE_FAST=1 MPLBACKEND=Agg $(BIN)/python -m pytest -q --nbval-lax notebooks/
+
+clean:
+	rm -rf $(VENV) _build student

@@ -1,0 +1,8 @@
+"""vitcourse: the code that the Vision Transformer course's chapters share.
+
+Importing this package changes no global state (no seeding, no plotting style, no warnings filters).
+"""
+from .data import CLASS_NAMES, FashionMNISTData, TensorLoader, load_data, load_fashion_mnist
+from .settings import fast_or, get_device, in_colab, is_fast, seed_everything
+
+__version__ = "0.1.0"

@@ -1,0 +1,91 @@
+"""Course-wide settings: fast mode, device choice, seeding, Colab detection.
+
+Nothing here changes global state on import; call the functions.
+"""
+from __future__ import annotations
+
+import os
+import random
+import sys
+
+import numpy as np
+import torch
+
+FAST_ENV = "VITCOURSE_FAST"
+DEVICE_ENV = "VITCOURSE_DEVICE"
+
+
+def is_fast() -> bool:
+    """True when `VITCOURSE_FAST` is set to a true value (``make test`` sets it).
+
+    Fast mode shrinks data and epochs but runs the same code path as a full run.
+    """
+    return os.environ.get(FAST_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def fast_or(fast_value, full_value):
+    """``fast_value`` in fast mode, else ``full_value`` (e.g. ``epochs = fast_or(1, 20)``)."""
+    return fast_value if is_fast() else full_value
+
+
+def in_colab() -> bool:
+    """True when running inside Google Colab."""
+    return "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
+
+
+def get_device(preferred: str | None = None) -> torch.device:
+    """The device to train on: `preferred`, else `$VITCOURSE_DEVICE`, else cuda, mps, cpu.
+
+    Args:
+        preferred: "cuda", "cuda:1", "mps" or "cpu"; None picks the best available.
+    """
+    choice = preferred or os.environ.get(DEVICE_ENV) or None
+    if choice is not None:
+        device = torch.device(choice)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={choice!r} was asked for, but CUDA is not available here; "
+                             "use 'cpu' or leave the device unset")
+        if device.type == "mps" and not (hasattr(torch.backends, "mps")
+                                         and torch.backends.mps.is_available()):
+            raise ValueError(f"device={choice!r} was asked for, but MPS is not available here; "
+                             "use 'cpu' or leave the device unset")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if hasattr(torch.backends, "mps") and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int = 0) -> torch.Generator:
+    """Seed Python, NumPy and torch (all devices); returns a torch.Generator seeded the same."""
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def supports_bf16(device: torch.device | str) -> bool:
+    """Whether bf16 autocast is worth using on `device` (CUDA with bf16 support, or a CPU)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        # bf16 autocast runs everywhere on CPU but only pays with native bf16 (AVX512-BF16 / AMX).
+        try:
+            caps = torch.backends.cpu.get_cpu_capability()
+        except AttributeError:  # torch < 2.1
+            return False
+        return "AVX512" in caps.upper() and _cpu_has_bf16_flag()
+    return False
+
+
+def _cpu_has_bf16_flag() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in text or "amx_bf16" in text
