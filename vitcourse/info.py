@@ -101,7 +101,7 @@ def throughput_probe(seconds: float = 10.0, device: torch.device | None = None,
     ).to(device)
     encoder = torch.nn.TransformerEncoder(
         torch.nn.TransformerEncoderLayer(128, 4, 256, dropout=0.0, batch_first=True, norm_first=True),
-        num_layers=2).to(device)
+        num_layers=2, enable_nested_tensor=False).to(device)
     head = torch.nn.Linear(128, 10).to(device)
     params = [*model.parameters(), *encoder.parameters(), *head.parameters()]
     opt = torch.optim.AdamW(params, lr=1e-3)

@@ -1,0 +1,168 @@
+"""Fashion-MNIST: found, checksummed by content, batched correctly; a clear error when missing."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import vitcourse.data as data
+from vitcourse.data import (CLASS_NAMES, MEAN, STD, DataNotFoundError, TensorLoader, content_sha256,
+                            find_fashion_mnist, load_data, normalize, parse_idx, stratified_subset)
+
+
+def test_files_match_published_content_checksums():
+    assert content_sha256(find_fashion_mnist(download=False)) == data.SHA256
+
+
+def test_splits_have_the_published_sizes_and_balance(fmnist):
+    for split, n in (("train", 60_000), ("test", 10_000)):
+        images, labels = fmnist[split]
+        assert images.shape == (n, 28, 28) and images.dtype == torch.uint8
+        assert labels.shape == (n,) and labels.dtype == torch.int64
+        assert torch.bincount(labels).tolist() == [n // 10] * 10
+    assert len(CLASS_NAMES) == 10
+
+
+def test_pixel_statistics_match_the_normalisation_constants(fmnist):
+    x = fmnist["train"][0].float() / 255
+    assert abs(x.mean().item() - MEAN) < 1e-3 and abs(x.std().item() - STD) < 1e-3
+
+
+def test_parse_idx_rejects_a_truncated_file():
+    header = bytes([0, 0, 8, 1]) + (5).to_bytes(4, "big")
+    assert parse_idx(header + bytes(5)).tolist() == [0] * 5
+    with pytest.raises(ValueError, match="header says"):
+        parse_idx(header + bytes(3))
+
+
+def test_missing_data_raises_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("VITCOURSE_DATA", str(tmp_path))
+    monkeypatch.setattr(data, "REPO_DATA_DIR", tmp_path / "repo")
+    monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "debian")
+
+    def no_network(root):
+        raise OSError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(data, "_download", no_network)
+    with pytest.raises(DataNotFoundError) as info:
+        data.load_fashion_mnist("train")
+    message = str(info.value)
+    assert str(tmp_path) in message
+    assert "apt-get install dataset-fashion-mnist" in message
+    assert "VITCOURSE_DATA" in message and "download" in message
+    assert "name resolution" in message
+
+
+def test_env_var_folder_wins(tmp_path, monkeypatch):
+    src = find_fashion_mnist(download=False)
+    monkeypatch.setenv("VITCOURSE_DATA", str(tmp_path))
+    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", "train-images-idx3-ubyte",
+                 "train-labels-idx1-ubyte"):
+        (tmp_path / (name + ".gz")).symlink_to(data._find_file(src, name))
+    assert find_fashion_mnist(download=False) == tmp_path
+
+
+def test_damaged_labels_are_reported(tmp_path):
+    images = np.zeros((10_000, 28, 28), np.uint8)
+    labels = np.zeros(10_000, np.uint8)
+    with pytest.raises(ValueError, match="per class"):
+        data._validate("test", images, labels)
+
+
+def test_stratified_subset_is_balanced_and_seeded(fmnist):
+    x, y = fmnist["train"]
+    xs, ys = stratified_subset(x, y, 2_000, seed=3)
+    assert xs.shape == (2_000, 28, 28) and torch.bincount(ys).tolist() == [200] * 10
+    xs2, ys2 = stratified_subset(x, y, 2_000, seed=3)
+    assert torch.equal(xs, xs2) and torch.equal(ys, ys2)
+
+
+def test_fast_mode_shrinks_the_data(monkeypatch):
+    monkeypatch.setenv("VITCOURSE_FAST", "1")
+    d = load_data()
+    assert len(d.train_labels) == 2_000 and len(d.test_labels) == 1_000
+    d = load_data(fast=False)
+    assert len(d.train_labels) == 60_000 and len(d.test_labels) == 10_000
+
+
+def _small(fmnist, n=1_000):
+    x, y = fmnist["test"]
+    return x[:n], y[:n]
+
+
+def test_loader_sees_every_image_once_per_epoch(fmnist):
+    x, y = _small(fmnist)
+    loader = TensorLoader(x, y, batch_size=128, shuffle=True, seed=1)
+    assert len(loader) == 8
+    seen = []
+    for xb, yb in loader:
+        assert xb.dtype == torch.float32 and xb.shape[1:] == (1, 28, 28)
+        seen.append(xb)
+    batches = torch.cat(seen)
+    assert batches.shape[0] == 1_000
+    # every normalised image appears exactly once: compare sorted per-image sums
+    expected = normalize(x).flatten(1).sum(1).sort().values
+    assert torch.allclose(batches.flatten(1).sum(1).sort().values, expected, atol=1e-3)
+
+
+def test_loader_normalises_and_shuffles_differently_each_epoch(fmnist):
+    x, y = _small(fmnist)
+    loader = TensorLoader(x, y, batch_size=1_000, shuffle=True)
+    (a, ya), = list(loader)
+    (b, yb), = list(loader)
+    assert abs(a.mean().item()) < 0.2 and abs(a.std().item() - 1) < 0.2
+    assert not torch.equal(ya, yb) and torch.equal(ya.sort().values, yb.sort().values)
+
+
+def test_loader_state_restores_the_same_order(fmnist):
+    x, y = _small(fmnist)
+    loader = TensorLoader(x, y, batch_size=100, shuffle=True, crop_padding=2, hflip=True, seed=5)
+    state = loader.state_dict()
+    first = [yb for _, yb in loader]
+    loader.load_state_dict(state)
+    again = [yb for _, yb in loader]
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+
+
+def test_augmentation_keeps_labels_and_content(fmnist):
+    x, y = _small(fmnist, 256)
+    plain = TensorLoader(x, y, batch_size=256, shuffle=False)
+    aug = TensorLoader(x, y, batch_size=256, shuffle=False, hflip=True, seed=0)
+    (xp, yp), = list(plain)
+    (xa, ya), = list(aug)
+    assert torch.equal(yp, ya)
+    flipped = ~torch.isclose(xa, xp).flatten(1).all(1)
+    assert 0.3 < flipped.float().mean() < 0.7  # about half flipped
+    assert torch.allclose(xa[flipped], xp[flipped].flip(-1))
+
+
+def test_random_crop_shifts_within_padding():
+    x = torch.arange(16.0).reshape(1, 1, 4, 4).repeat(64, 1, 1, 1)
+    out = data.random_crop(x, 1, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    for img in out:
+        # each output is the input shifted by at most 1 pixel, zero-filled at the border
+        assert any(torch.equal(img[0], torch.nn.functional.pad(x[0, 0], (1, 1, 1, 1))[dy:dy + 4, dx:dx + 4])
+                   for dy in range(3) for dx in range(3))
+
+
+def test_resize_for_the_d2l_configuration(fmnist):
+    x, y = _small(fmnist, 8)
+    xb, _ = next(iter(TensorLoader(x, y, batch_size=8, image_size=96, shuffle=False)))
+    assert xb.shape == (8, 1, 96, 96)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(images=torch.zeros(4, 28, 28), labels=torch.zeros(4, dtype=torch.long)), "uint8"),
+    (dict(images=torch.zeros(4, 28, 28, dtype=torch.uint8), labels=torch.zeros(3, dtype=torch.long)), r"labels must have shape \(4,\)"),
+    (dict(images=torch.zeros(4, 28, 28, dtype=torch.uint8), labels=torch.zeros(4, dtype=torch.long), batch_size=0), "batch_size"),
+])
+def test_loader_rejects_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        TensorLoader(**kwargs)
+
+
+def test_dataset_view(fmnist):
+    ds = data.FashionMNISTDataset("test")
+    img, label = ds[0]
+    assert img.shape == (1, 28, 28) and label == int(fmnist["test"][1][0]) and len(ds) == 10_000

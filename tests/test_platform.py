@@ -1,0 +1,138 @@
+"""What a broken clone would break: the package imports, the set-up files agree, notebooks are
+committed clean, every chapter opens on Colab from the one configured repository URL."""
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+from tools.nbbuild import colab_url, repo_url, setup_cell
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def _requirement_names(reqs):
+    return {re.split(r"[<>=!~ \[]", r.strip(), maxsplit=1)[0].lower() for r in reqs}
+
+
+def test_package_imports_without_side_effects():
+    code = ("import torch, matplotlib; before = (torch.initial_seed(), matplotlib.get_backend());"
+            "import vitcourse; assert (torch.initial_seed(), matplotlib.get_backend()) == before;"
+            "print(vitcourse.__version__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "0.1.0"
+
+
+def test_environment_yml_is_in_step_with_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = dict()
+    for req in project["dependencies"] + [r for extra in project["optional-dependencies"].values()
+                                          for r in extra]:
+        name = re.split(r"[<>=!~ \[]", req, maxsplit=1)[0].lower()
+        wanted[name] = req.replace(" ", "")
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    have = {}
+    for dep in env["dependencies"]:
+        items = dep["pip"] if isinstance(dep, dict) else [dep]
+        for item in items:
+            if item.startswith("-"):
+                continue
+            name = re.split(r"[<>=!~ \[]", item, maxsplit=1)[0].lower()
+            have["torch" if name == "pytorch" else name] = item.replace(" ", "").replace("pytorch", "torch", 1)
+    for name, req in wanted.items():
+        assert name in have, f"{name} is in pyproject.toml but not in environment.yml"
+        assert have[name] == req, f"{name}: pyproject.toml says {req}, environment.yml says {have[name]}"
+    py = project["requires-python"]
+    assert f"python{py}" in [d.replace(" ", "") for d in env["dependencies"] if isinstance(d, str)]
+
+
+def test_d2l_is_not_a_hard_requirement():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "d2l" not in _requirement_names(project["dependencies"])
+    assert all(">=" in r or "<" in r for r in project["dependencies"]), "floors, not pins"
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert re.search(r"^make test$", ci, re.M)
+    assert "dataset-fashion-mnist" in ci
+    assert "make test" in readme and "make lab" in readme
+
+
+def test_notebooks_exist_and_are_committed_without_outputs():
+    assert NOTEBOOKS, "no chapter notebooks found"
+    for path in NOTEBOOKS:
+        nb = json.loads(path.read_text())
+        dirty = [i for i, c in enumerate(nb["cells"])
+                 if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count"))]
+        assert not dirty, f"{path.name}: cells {dirty} have outputs; strip them before committing"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_every_chapter_opens_on_colab_from_the_configured_repository(path):
+    nb = json.loads(path.read_text())
+    first = "".join(nb["cells"][0]["source"])
+    assert first.startswith("# "), f"{path.name} must start with a title"
+    assert f"({colab_url(path.name)})" in first, f"{path.name}: Colab badge missing or not {repo_url()}"
+    links = re.findall(r"https://colab\.research\.google\.com/github/[^)\s]+", "".join(
+        "".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown"))
+    assert all(link == colab_url(path.name) for link in links), links
+    setup = "".join(nb["cells"][1]["source"])
+    assert setup == setup_cell(), f"{path.name}: the second cell must be the standard Colab set-up cell"
+
+
+def test_fast_mode_switch(monkeypatch):
+    from vitcourse.settings import fast_or, is_fast
+    monkeypatch.setenv("VITCOURSE_FAST", "1")
+    assert is_fast() and fast_or(1, 20) == 1
+    monkeypatch.setenv("VITCOURSE_FAST", "0")
+    assert not is_fast() and fast_or(1, 20) == 20
+
+
+def test_device_choice(monkeypatch):
+    from vitcourse.settings import get_device
+    monkeypatch.setenv("VITCOURSE_DEVICE", "cpu")
+    assert get_device() == torch.device("cpu")
+    monkeypatch.delenv("VITCOURSE_DEVICE")
+    assert get_device().type in {"cuda", "mps", "cpu"}
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device='cuda'.*CUDA is not available"):
+            get_device("cuda")
+
+
+def test_seeding_is_reproducible():
+    from vitcourse.settings import seed_everything
+    seed_everything(7)
+    a = torch.rand(3)
+    seed_everything(7)
+    assert torch.equal(a, torch.rand(3))
+    with pytest.raises(ValueError, match="seed"):
+        seed_everything(-1)
+
+
+def test_cli_lists_commands_and_rejects_unknown_ones():
+    out = subprocess.run([sys.executable, "-m", "vitcourse", "--help"], capture_output=True, text=True,
+                         cwd=ROOT)
+    assert out.returncode == 0 and "student" in out.stdout and "train" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "vitcourse", "fly"], capture_output=True, text=True,
+                         cwd=ROOT)
+    assert out.returncode == 2 and "unknown command 'fly'" in out.stderr
+
+
+def test_environment_report_finds_the_data():
+    from vitcourse.info import environment_report
+    report = environment_report()
+    assert report.ok, str(report)
+    assert "Fashion-MNIST found" in str(report)
