@@ -19,8 +19,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --disable-pip-version-check 'pandas>=2.0' 'scipy>=1.10' && \
 	touch $@ && echo "setup: $$(( $$(date +%s) - start )) s"
 
+# Jupyter refuses to run as root without --allow-root (containers, some cloud VMs).
+LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab $(LAB_ARGS) notebooks/
 
 # Unit tests, then every notebook with nbval in fast mode; stops at the first failure.
 test: $(STAMP)
