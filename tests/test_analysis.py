@@ -1,0 +1,292 @@
+"""vitcourse.analysis: rollout, attention distance, position similarity, filters, attention capture."""
+from __future__ import annotations
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest
+import torch
+from einops import rearrange
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from matplotlib.figure import Figure
+
+from vitcourse import analysis as A
+from vitcourse.models import create_model
+
+
+def random_attention(layers: int, b: int, h: int, n: int, seed: int = 0) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(b, h, n, n, generator=g).mul(2).softmax(-1) for _ in range(layers)]
+
+
+# ---------------------------------------------------------------- distances
+def test_patch_distances_on_a_2x2_grid_are_pixel_distances_between_centres():
+    d = A.patch_distances((2, 2), 7)
+    s = 7 * math.sqrt(2)
+    expected = torch.tensor([[0, 7, 7, s], [7, 0, s, 7], [7, s, 0, 7], [s, 7, 7, 0]])
+    torch.testing.assert_close(d, expected)
+
+
+def test_attention_to_self_only_has_distance_zero():
+    eye = torch.eye(16).expand(3, 2, 16, 16)
+    out = A.mean_attention_distance([eye, eye], grid=(4, 4), patch_size=7)
+    assert out.shape == (2, 2)
+    torch.testing.assert_close(out, torch.zeros(2, 2))
+
+
+def test_uniform_attention_has_the_mean_pairwise_distance():
+    grid, p = (4, 4), 7
+    uniform = torch.full((2, 1, 16, 16), 1 / 16)
+    out = A.mean_attention_distance([uniform], grid=grid, patch_size=p)
+    # mean over all ordered pairs (including a patch with itself) of the centre distances
+    centres = [(7 * i, 7 * j) for i in range(4) for j in range(4)]
+    pairs = [math.dist(a, b) for a in centres for b in centres]
+    assert out.item() == pytest.approx(sum(pairs) / len(pairs), rel=1e-6)
+
+
+def test_each_head_and_layer_gets_its_own_distance():
+    n = 4  # 2x2 grid
+    swap = torch.tensor([[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0]], dtype=torch.float)
+    layer1 = torch.stack([torch.eye(n), swap])[None]  # (1, 2, 4, 4): head 0 self, head 1 right/left neighbour
+    layer2 = torch.stack([swap, torch.eye(n)])[None]
+    out = A.mean_attention_distance([layer1, layer2], grid=(2, 2), patch_size=5)
+    torch.testing.assert_close(out, torch.tensor([[0.0, 5.0], [5.0, 0.0]]))
+
+
+def test_class_token_is_dropped_and_patch_rows_are_renormalised():
+    # 1 class token + 2x1 grid: each patch puts half its attention on the class token and half on
+    # the other patch (10 px away). Renormalised over patches: all of it goes 10 px away.
+    a = torch.tensor([[1.0, 0.0, 0.0],
+                      [0.5, 0.0, 0.5],
+                      [0.5, 0.5, 0.0]])[None, None]
+    out = A.mean_attention_distance([a], grid=(2, 1), patch_size=10, num_prefix_tokens=1)
+    assert out.item() == pytest.approx(10.0)
+
+
+def test_mean_attention_distance_rejects_mismatched_token_counts():
+    with pytest.raises(ValueError, match="num_prefix_tokens"):
+        A.mean_attention_distance([torch.eye(17)[None, None]], grid=(4, 4), patch_size=7)
+    with pytest.raises(ValueError, match="grid"):
+        A.mean_attention_distance([torch.eye(16)[None, None]], grid=(4, 0), patch_size=7)
+
+
+# ---------------------------------------------------------------- rollout
+@settings(max_examples=25, deadline=None)
+@given(layers=st.integers(1, 4), n=st.integers(2, 10), seed=st.integers(0, 1000),
+       fusion=st.sampled_from(A.HEAD_FUSIONS), discard=st.sampled_from([0.0, 0.3, 0.9]))
+def test_rollout_rows_are_probability_distributions(layers, n, seed, fusion, discard):
+    r = A.rollout_matrix(random_attention(layers, 2, 3, n, seed), fusion, discard)
+    assert r.shape == (2, n, n)
+    assert (r >= 0).all()
+    torch.testing.assert_close(r.sum(-1), torch.ones(2, n))
+
+
+def test_rollout_of_one_layer_is_half_attention_half_identity():
+    att = random_attention(1, 2, 3, 5)
+    expected = 0.5 * att[0].mean(1) + 0.5 * torch.eye(5)
+    torch.testing.assert_close(A.rollout_matrix(att), expected)
+
+
+def test_rollout_multiplies_later_layers_on_the_left():
+    att = random_attention(2, 1, 2, 6, seed=3)
+    a1 = (att[0].mean(1) + torch.eye(6)) / 2
+    a2 = (att[1].mean(1) + torch.eye(6)) / 2
+    torch.testing.assert_close(A.rollout_matrix(att), a2 @ a1)
+    assert not torch.allclose(a2 @ a1, a1 @ a2, atol=1e-4)  # the order is really tested
+
+
+def test_rollout_renormalises_rows_not_columns():
+    # With max fusion the rows of A + I do not sum to 2, so dividing by the wrong sums (the
+    # keepdim bug: column j divided by row j's sum) gives a different, non-stochastic matrix.
+    att = random_attention(1, 1, 4, 5, seed=7)
+    fused = att[0].amax(1) + torch.eye(5)
+    right = fused / fused.sum(-1, keepdim=True)
+    wrong = fused / fused.sum(-1)
+    torch.testing.assert_close(A.rollout_matrix(att, "max"), right)
+    assert not torch.allclose(A.rollout_matrix(att, "max"), wrong, atol=1e-3)
+
+
+def test_discard_ratio_zeroes_the_weakest_weights_before_adding_the_identity():
+    a = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.25, 0.35, 0.4]])[None, None]
+    kept = torch.tensor([[0.7, 0.0, 0.0], [0.0, 0.6, 0.3], [0.25, 0.35, 0.4]])  # weakest 3 of 9 zeroed
+    expected = (kept + torch.eye(3)) / (kept + torch.eye(3)).sum(-1, keepdim=True)
+    torch.testing.assert_close(A.rollout_matrix([a], discard_ratio=1 / 3 + 1e-6), expected[None])
+
+
+def test_rollout_of_identity_attention_reads_the_class_token_or_the_mean_row():
+    eye = [torch.eye(17).expand(2, 2, 17, 17)] * 3
+    cls = A.attention_rollout(eye, num_prefix_tokens=1)
+    torch.testing.assert_close(cls, torch.zeros(2, 16))  # the class token only ever saw itself
+    eye16 = [torch.eye(16).expand(2, 2, 16, 16)] * 3
+    mean_pool = A.attention_rollout(eye16, grid=(4, 4))  # num_prefix_tokens inferred: 0
+    torch.testing.assert_close(mean_pool, torch.full((2, 4, 4), 1 / 16))
+
+
+def test_rollout_class_row_matches_the_matrix():
+    att = random_attention(3, 2, 2, 10, seed=1)  # 1 + 3x3
+    r = A.rollout_matrix(att)
+    torch.testing.assert_close(A.attention_rollout(att, grid=(3, 3)), r[:, 0, 1:].reshape(2, 3, 3))
+    att0 = random_attention(3, 2, 2, 9, seed=1)  # mean pooling, 3x3
+    torch.testing.assert_close(A.attention_rollout(att0, num_prefix_tokens=0), A.rollout_matrix(att0).mean(1))
+
+
+def test_rollout_rejects_bad_arguments():
+    att = random_attention(1, 1, 1, 4)
+    with pytest.raises(ValueError, match="head_fusion"):
+        A.rollout_matrix(att, head_fusion="median")
+    with pytest.raises(ValueError, match="discard_ratio"):
+        A.rollout_matrix(att, discard_ratio=1.0)
+    with pytest.raises(ValueError, match="attentions"):
+        A.rollout_matrix([])
+    with pytest.raises(ValueError, match="num_prefix_tokens"):
+        A.attention_rollout(random_attention(1, 1, 1, 7))  # 7 and 6 are not squares
+
+
+# ---------------------------------------------------------------- position similarity
+def test_position_similarity_of_row_and_column_codes():
+    # embedding = [one-hot(row), one-hot(col)]: cosine = (same row + same column) / 2
+    gh, gw = 3, 4
+    rows = torch.arange(gh).repeat_interleave(gw)
+    cols = torch.arange(gw).repeat(gh)
+    e = torch.cat([torch.nn.functional.one_hot(rows, gh), torch.nn.functional.one_hot(cols, gw)], -1).float()
+    cls = torch.randn(1, gh + gw)
+    sim = A.position_similarity(torch.cat([cls, e])[None], (gh, gw), num_prefix_tokens=1)
+    assert sim.shape == (gh, gw, gh, gw)
+    for i in range(gh):
+        for j in range(gw):
+            expected = ((rows == i).float() + (cols == j).float()).reshape(gh, gw) / 2
+            torch.testing.assert_close(sim[i, j], expected)
+
+
+def test_position_similarity_ignores_the_class_token_and_is_symmetric():
+    pe = torch.randn(1, 17, 32)
+    sim = A.position_similarity(pe, (4, 4), 1)
+    pe2 = pe.clone()
+    pe2[0, 0] = 100.0
+    torch.testing.assert_close(A.position_similarity(pe2, (4, 4), 1), sim)
+    flat = sim.reshape(16, 16)
+    torch.testing.assert_close(flat, flat.T)
+    torch.testing.assert_close(flat.diagonal(), torch.ones(16))
+
+
+def test_position_similarity_rejects_a_wrong_grid():
+    with pytest.raises(ValueError, match="needs 17"):
+        A.position_similarity(torch.randn(1, 16, 8), (4, 4), num_prefix_tokens=1)
+
+
+# ---------------------------------------------------------------- embedding filters
+def test_embedding_filters_recover_the_dominant_direction():
+    g = torch.Generator().manual_seed(0)
+    pattern = torch.zeros(1, 7, 7)
+    pattern[0, :, :3] = 1.0
+    pattern[0, :, 4:] = -0.5
+    mean = torch.randn(1, 1, 7, 7, generator=g)
+    coef = torch.randn(64, 1, 1, 1, generator=g) * 5
+    w = mean + coef * pattern + 0.01 * torch.randn(64, 1, 7, 7, generator=g)
+    filters, var = A.embedding_filters(w, n=3, return_variance=True)
+    assert filters.shape == (3, 1, 7, 7)
+    expected = pattern / pattern.norm()
+    torch.testing.assert_close(filters[0], expected, atol=5e-3, rtol=0)  # sign fixed: max |pixel| > 0
+    assert var[0] > 0.99 and var.sum() <= 1.0 + 1e-6
+
+
+def test_embedding_filters_of_a_linear_weight_match_the_conv_layout():
+    w = torch.randn(32, 3, 4, 4)
+    linear = rearrange(w, "d c p1 p2 -> d (p1 p2 c)")  # patchify's (p1, p2, c) order
+    torch.testing.assert_close(A.embedding_filters(linear, 5, channels=3), A.embedding_filters(w, 5))
+
+
+def test_embedding_filters_rejects_too_many_components():
+    with pytest.raises(ValueError, match="n must be"):
+        A.embedding_filters(torch.randn(8, 1, 7, 7), n=9)
+
+
+# ---------------------------------------------------------------- plots
+def test_plots_return_titled_figures():
+    sim = A.position_similarity(torch.randn(16, 8), (4, 4))
+    fig = A.plot_position_similarity(sim, fig=Figure(), highlight=(1, 2))
+    ax = fig.axes[0]
+    assert ax.get_title() and ax.get_xlabel() == "Input patch column"
+    box = [p for p in ax.patches if p.get_gid() == "highlight"][0]
+    assert box.get_xy() == (2 * 5 - 0.5, 1 * 5 - 0.5)
+    fig = A.plot_embedding_filters(A.embedding_filters(torch.randn(20, 1, 7, 7), 6), ncols=3, fig=Figure())
+    assert len(fig.axes) == 6
+    fig = A.plot_mean_attention_distance(torch.rand(6, 2) * 20, patch_size=7, image_size=28, fig=Figure())
+    assert fig.axes[0].get_ylabel() == "Mean attention distance (pixels)"
+
+
+# ---------------------------------------------------------------- capturing attention from a ViT
+@pytest.fixture(scope="module")
+def images():
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (3, 28, 28), dtype=torch.uint8, generator=g)
+
+
+@pytest.mark.parametrize("pool", ["mean", "cls"])
+def test_capture_attention_returns_one_row_stochastic_map_per_layer(images, pool):
+    torch.manual_seed(0)
+    model = create_model("vit_fmnist", pool=pool, depth=3)
+    atts, logits = A.capture_attention(model, images, return_logits=True)
+    n = 16 + model.num_prefix_tokens
+    assert len(atts) == 3
+    for a in atts:
+        assert a.shape == (3, model.config.heads, n, n)
+        torch.testing.assert_close(a.sum(-1), torch.ones(3, model.config.heads, n))
+    assert logits.shape == (3, 10)
+
+
+def test_captured_first_layer_equals_attention_recomputed_by_hand(images):
+    torch.manual_seed(1)
+    model = create_model("vit_fmnist", pool="cls", depth=2).eval()
+    atts = A.capture_attention(model, images)
+    x = A.prepare_images(model, images)
+    with torch.no_grad():
+        tokens = model.patch_embed(x)  # (B, 16, D)
+        tokens = torch.cat([model.cls_token.expand(len(x), -1, -1), tokens], 1) + model.pos_embed
+        attn = model.blocks[0].attn
+        q, k, _ = rearrange(attn.qkv(model.blocks[0].norm1(tokens)), "b n (t h d) -> t b h n d",
+                            t=3, h=attn.heads)
+        expected = (q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])).softmax(-1)
+    torch.testing.assert_close(atts[0], expected, atol=1e-5, rtol=1e-4)
+
+
+def test_capture_attention_logits_equal_the_fused_forward_and_settings_are_restored(images):
+    torch.manual_seed(2)
+    model = create_model("vit_fmnist", depth=2, attn_impl="fused")
+    model.train()
+    _, logits = A.capture_attention(model, images, return_logits=True)
+    assert model.training, "the model's train/eval mode must be restored"
+    assert model.config.attn_impl == "fused"
+    assert all(m.fused for m in A.attention_modules(model))
+    assert all(not m.probe._forward_hooks for m in A.attention_modules(model)), "hooks must be removed"
+    model.eval()
+    with torch.no_grad():
+        fused_logits = model(A.prepare_images(model, images))
+    torch.testing.assert_close(logits, fused_logits, atol=1e-4, rtol=1e-4)
+
+
+def test_capture_attention_restores_settings_after_an_error():
+    model = create_model("vit_fmnist", depth=1, attn_impl="fused")
+    with pytest.raises(ValueError):
+        A.capture_attention(model, torch.zeros(2, 1, 32, 32))  # wrong image size: the ViT refuses it
+    assert model.config.attn_impl == "fused"
+    assert all(m.fused for m in A.attention_modules(model))
+    assert all(not m.probe._forward_hooks for m in A.attention_modules(model))
+
+
+def test_capture_attention_rejects_a_model_without_probes():
+    with pytest.raises(ValueError, match="probe"):
+        A.capture_attention(torch.nn.Linear(4, 4), torch.zeros(1, 1, 2, 2))
+
+
+def test_mean_attention_distance_of_a_real_model_is_within_the_image(images):
+    torch.manual_seed(0)
+    model = create_model("vit_fmnist", depth=2)
+    atts = A.capture_attention(model, images)
+    d = A.mean_attention_distance(atts, model.grid_size, 7, model.num_prefix_tokens)
+    assert d.shape == (2, model.config.heads)
+    assert (d >= 0).all() and (d <= 21 * math.sqrt(2)).all()
