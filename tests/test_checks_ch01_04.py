@@ -1,0 +1,151 @@
+"""The exercise checks of chapters 01-04: each reference answer passes, and each known-wrong answer
+(wrong shape, wrong values, swapped axes, a forgotten step) fails with the message that explains it."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from einops import rearrange
+
+from vitcourse.checks import ExerciseError
+from vitcourse.checks import ch01_patches as ch01
+
+
+def fails(check, answer, *fragments: str) -> str:
+    """Run `check(answer)`, expect an ExerciseError whose message holds every fragment."""
+    with pytest.raises(ExerciseError) as info:
+        check(answer)
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    return message
+
+
+def test_checks_carry_their_exercise_ids():
+    assert ch01.patchify.exercise_id == "01.1"
+    assert ch01.sequence_length.exercise_id == "01.2"
+    assert ch01.conv_from_linear.exercise_id == "01.3"
+
+
+# ---------------------------------------------------------------- 01.1 patchify
+def good_patchify(images, p):
+    b, c, h, w = images.shape
+    x = images.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 3, 5, 1)
+    return x.reshape(b, (h // p) * (w // p), p * p * c)
+
+
+def test_patchify_reference_passes(capsys):
+    ch01.patchify(good_patchify)
+    assert "Exercise 01.1 passed" in capsys.readouterr().out
+
+
+def test_patchify_wrong_shape_fails():
+    fails(ch01.patchify, lambda x, p: good_patchify(x, p).transpose(1, 2),
+          "01.1", "wrong shape", "expected (2, 9, 16), got (2, 16, 9)")
+
+
+def test_patchify_column_major_order_fails():
+    fails(ch01.patchify, lambda x, p: rearrange(x, "b c (h p1) (w p2) -> b (w h) (p1 p2 c)", p1=p, p2=p),
+          "column-major", "row by row")
+
+
+def test_patchify_channel_first_flattening_fails():
+    fails(ch01.patchify, lambda x, p: rearrange(x, "b c (h p1) (w p2) -> b (h w) (c p1 p2)", p1=p, p2=p),
+          "channel-first", "(p1, p2, c)")
+
+
+def test_patchify_transposed_patches_fail():
+    # Each patch transposed (p2 before p1): the values are right, the order inside a patch is not.
+    fails(ch01.patchify, lambda x, p: rearrange(x, "b c (h p1) (w p2) -> b (h w) (p2 p1 c)", p1=p, p2=p),
+          "wrong values at", "expected", "got")
+
+
+def test_patchify_stub_reports_not_implemented():
+    def stub(images, p):
+        raise NotImplementedError("complete my_patchify")
+    with pytest.raises(NotImplementedError, match="Exercise 01.1 .* not implemented yet"):
+        ch01.patchify(stub)
+
+
+# ---------------------------------------------------------------- 01.2 sequence length
+def good_sequence_length(image_size, patch_size, class_token=True):
+    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+    if h % patch_size or w % patch_size:
+        raise ValueError("not divisible")
+    return (h // patch_size) * (w // patch_size) + int(class_token)
+
+
+def test_sequence_length_reference_passes(capsys):
+    ch01.sequence_length(good_sequence_length)
+    assert "Exercise 01.2 passed" in capsys.readouterr().out
+
+
+def test_sequence_length_without_class_token_fails():
+    fails(ch01.sequence_length, lambda s, p, class_token=True: good_sequence_length(s, p, False),
+          "expected 197, got 196", "class token")
+
+
+def test_sequence_length_linear_in_patch_size_fails():
+    fails(ch01.sequence_length, lambda s, p, class_token=True: (s if isinstance(s, int) else s[0]) // p + class_token,
+          "expected 197, got 15")
+
+
+def test_sequence_length_must_reject_untiled_images():
+    def no_check(image_size, patch_size, class_token=True):
+        h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+        return (h // patch_size) * (w // patch_size) + int(class_token)
+    fails(ch01.sequence_length, no_check, "should raise ValueError", "not divisible")
+
+
+# ---------------------------------------------------------------- 01.3 conv from linear
+def good_conv_from_linear(linear, p, c):
+    d = linear.out_features
+    conv = nn.Conv2d(c, d, p, stride=p)
+    with torch.no_grad():
+        conv.weight.copy_(linear.weight.reshape(d, p, p, c).permute(0, 3, 1, 2))
+        conv.bias.copy_(linear.bias)
+    return conv
+
+
+def test_conv_from_linear_reference_passes(capsys):
+    ch01.conv_from_linear(good_conv_from_linear)
+    assert "Exercise 01.3 passed" in capsys.readouterr().out
+
+
+def test_conv_from_linear_naive_reshape_fails():
+    def naive(linear, p, c):
+        conv = nn.Conv2d(c, linear.out_features, p, stride=p)
+        with torch.no_grad():
+            conv.weight.copy_(linear.weight.reshape(linear.out_features, c, p, p))
+            conv.bias.copy_(linear.bias)
+        return conv
+    fails(ch01.conv_from_linear, naive, "(D, P, P, C)")
+
+
+def test_conv_from_linear_overlapping_stride_fails():
+    def stride_one(linear, p, c):
+        conv = good_conv_from_linear(linear, p, c)
+        conv.stride = (1, 1)
+        return conv
+    fails(ch01.conv_from_linear, stride_one, "stride", "expected (4, 4), got (1, 1)")
+
+
+def test_conv_from_linear_transposed_kernel_fails():
+    def transposed(linear, p, c):
+        conv = good_conv_from_linear(linear, p, c)
+        with torch.no_grad():
+            conv.weight.copy_(conv.weight.transpose(-1, -2).clone())
+        return conv
+    fails(ch01.conv_from_linear, transposed, "wrong values at")
+
+
+def test_conv_from_linear_missing_bias_fails():
+    def no_bias(linear, p, c):
+        conv = nn.Conv2d(c, linear.out_features, p, stride=p, bias=False)
+        with torch.no_grad():
+            conv.weight.copy_(linear.weight.reshape(linear.out_features, p, p, c).permute(0, 3, 1, 2))
+        return conv
+    fails(ch01.conv_from_linear, no_bias, "no bias")
