@@ -1,0 +1,125 @@
+"""Checkpoints: written atomically, read with ``torch.load(weights_only=True)``.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts (nothing pickled that
+could run code when loaded). It names the model's class and config so `load_model` can rebuild
+the model without the code that trained it.
+
+Atomic writes: the file is written to a temporary name in the same folder and then renamed over
+the old one (`os.replace` is atomic on POSIX and Windows), so a run killed mid-write leaves the
+previous checkpoint intact, never half a file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PRETRAINED_DIR = REPO_ROOT / "data" / "checkpoints"
+# name -> the make target that produces it (named in the error when the file is missing)
+PRETRAINED: dict[str, str] = {"vit_fmnist": "make checkpoint"}
+
+
+def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write `state` to `path` atomically (temporary file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o644)  # mkstemp makes it private (0600); a checkpoint is an ordinary file
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())  # the bytes are on disk before the rename makes them visible
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True`` (tensors and plain containers only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain model inside `torch.compile` and `DistributedDataParallel` wrappers."""
+    while True:
+        if hasattr(model, "_orig_mod"):  # torch.compile
+            model = model._orig_mod
+        elif isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        else:
+            return model
+
+
+def model_spec(model: nn.Module) -> dict[str, Any] | None:
+    """How to rebuild `model`: its class and its dataclass config, or None if it has no config."""
+    model = unwrap(model)
+    config = getattr(model, "config", None)
+    if config is None or not dataclasses.is_dataclass(config):
+        return None
+    return {
+        "class": f"{type(model).__module__}.{type(model).__qualname__}",
+        "config_class": f"{type(config).__module__}.{type(config).__qualname__}",
+        "config": dataclasses.asdict(config),
+    }
+
+
+def _import(qualified: str) -> Any:
+    module_name, _, attr = qualified.rpartition(".")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def build_from_spec(spec: dict[str, Any]) -> nn.Module:
+    """Rebuild an (untrained) model from `model_spec`'s output."""
+    config_cls = _import(spec["config_class"])
+    config = {k: tuple(v) if isinstance(v, list) else v for k, v in spec["config"].items()}
+    return _import(spec["class"])(config_cls(**config))
+
+
+def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
+    """The model stored in a checkpoint written by `fit` or `export_model`, in eval mode."""
+    state = load_checkpoint(path, map_location)
+    spec = state.get("model_spec")
+    if spec is None:
+        raise ValueError(f"checkpoint {path} does not say how to build its model (the model had no "
+                         "dataclass `.config`); build the model yourself and call "
+                         "model.load_state_dict(load_checkpoint(path)['model'])")
+    model = build_from_spec(spec)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                           for k, v in state["model"].items()})
+    return model.to(map_location).eval()
+
+
+def export_model(model: nn.Module, path: str | os.PathLike, card: dict[str, Any] | None = None,
+                 dtype: torch.dtype = torch.float32) -> Path:
+    """Write just the weights (in `dtype`) and the model spec: what ships in ``data/checkpoints``."""
+    spec = model_spec(model)
+    if spec is None:
+        raise ValueError("model must have a dataclass `.config` so the checkpoint can rebuild it")
+    weights = {k: v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()
+               for k, v in unwrap(model).state_dict().items()}
+    return save_checkpoint({"format": "vitcourse-model/1", "model_spec": spec, "model": weights,
+                            "card": card or {}}, path)
+
+
+def load_pretrained(name: str = "vit_fmnist", map_location: str | torch.device = "cpu") -> nn.Module:
+    """A trained model shipped in ``data/checkpoints/NAME.pt``, in eval mode."""
+    if name not in PRETRAINED:
+        raise ValueError(f"name must be one of {sorted(PRETRAINED)}, got {name!r}")
+    path = PRETRAINED_DIR / f"{name}.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"the trained checkpoint {path} is missing; produce it with "
+                                f"`{PRETRAINED[name]}` in the repository root (about 15 minutes on a CPU)")
+    return load_model(path, map_location)

@@ -1,0 +1,136 @@
+"""``python -m vitcourse train``: train a preset on Fashion-MNIST from the command line.
+
+    python -m vitcourse train --model vit_fmnist --epochs 10 --out data/runs/vit_fmnist
+    python -m vitcourse train ... --resume                 # continue after Ctrl-C or a crash
+    torchrun --nproc_per_node=2 -m vitcourse train ...     # data parallel (gloo on CPU)
+    python -m vitcourse train ... --export data/checkpoints/vit_fmnist.pt   # + the JSON card
+
+Every TrainConfig field is an option (``--batch-size``, ``--lr``, ``--precision`` ...).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import distributed as dist_utils
+from .checkpoint import REPO_ROOT, export_model
+from .data import load_data
+from .models import create_model
+from .train import TrainConfig, evaluate, fit
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = TrainConfig()
+    parser.add_argument("--model", default="vit_fmnist", help="preset name (see vitcourse.models.list_models())")
+    parser.add_argument("--epochs", type=int, default=d.epochs)
+    parser.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch (split over ranks)")
+    parser.add_argument("--lr", type=float, default=d.lr)
+    parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    parser.add_argument("--betas", type=float, nargs=2, default=list(d.betas))
+    parser.add_argument("--warmup-frac", type=float, default=d.warmup_frac)
+    parser.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    parser.add_argument("--grad-clip", type=float, default=d.grad_clip)
+    parser.add_argument("--precision", default=d.precision, choices=["auto", "bf16", "fp16", "fp32"])
+    parser.add_argument("--compile", default="auto", choices=["auto", "on", "off"])
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--crop-padding", type=int, default=d.crop_padding)
+    parser.add_argument("--no-hflip", action="store_true", help="turn random horizontal flips off")
+    parser.add_argument("--image-size", type=int, default=None)
+    parser.add_argument("--optimizer", default=d.optimizer, choices=["adamw", "sgd"])
+    parser.add_argument("--dropout", type=float, default=None, help="override the preset's dropout")
+    parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch (1 is faster on a busy 2-core machine)")
+    parser.add_argument("--train-size", type=int, default=None, help="train on a stratified subset")
+    parser.add_argument("--fast", action="store_true", help="the 2,000 / 1,000 fast-mode subset")
+    parser.add_argument("--out", default=None, help="checkpoint folder (last.pt, history.json/.csv)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--export", default=None,
+                        help="write the trained weights here (fp32) and a JSON card next to it")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+        betas=tuple(args.betas), warmup_frac=args.warmup_frac, label_smoothing=args.label_smoothing,
+        grad_clip=args.grad_clip, precision=args.precision,
+        compile={"auto": "auto", "on": True, "off": False}[args.compile], seed=args.seed,
+        crop_padding=args.crop_padding, hflip=not args.no_hflip, image_size=args.image_size,
+        optimizer=args.optimizer)
+
+
+def git_commit() -> str:
+    """The commit of the repository (with "-dirty" when tracked files have changed)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "vitcourse"], cwd=REPO_ROOT).returncode
+        return head + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def hardware(device: torch.device) -> dict[str, Any]:
+    info = {"device": str(device), "platform": platform.platform(), "cpu": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = config_from_args(args)
+    overrides = {} if args.dropout is None else {"dropout": args.dropout}
+    torch.manual_seed(config.seed)  # the initial weights depend on the seed too
+    model = create_model(args.model, **overrides)
+    data = load_data(fast=args.fast, train_size=args.train_size)
+    start = time.perf_counter()
+    result = fit(model, data, config, device=args.device, checkpoint_dir=args.out, resume=args.resume,
+                 progress=not args.no_progress)
+    if dist_utils.is_main():
+        last = result.history[-1] if result.history else {}
+        print(f"{args.model}: {len(result.history)} epochs, test accuracy {100 * result.test_accuracy:.2f}%, "
+              f"{result.images_per_s:.0f} img/s, {result.wall_time_s:.0f} s"
+              + (" (interrupted)" if result.interrupted else ""))
+        if args.export and not result.interrupted:
+            export(result, args, config, data, last, time.perf_counter() - start)
+    dist_utils.cleanup()
+    return 130 if result.interrupted else 0
+
+
+def export(result, args, config: TrainConfig, data, last: dict, seconds: float) -> None:
+    """Write the weights and the card: what was run, on what, and the accuracy re-measured in fp32."""
+    path = Path(args.export)
+    device = next(result.model.parameters()).device
+    measured = evaluate(result.model, data.test_images, data.test_labels)  # fp32, no augmentation
+    card = {
+        "model": args.model,
+        "command": "python -m vitcourse " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        if sys.argv and sys.argv[0].endswith("__main__.py") else " ".join(map(shlex.quote, sys.argv)),
+        "seed": config.seed, "commit": git_commit(), "epochs": len(result.history),
+        "test_accuracy": measured["accuracy"], "test_loss": measured["loss"],
+        "test_images": len(data.test_labels), "train_images": len(data.train_labels),
+        "wall_time_s": round(result.wall_time_s, 1), "images_per_s": round(result.images_per_s, 1),
+        "hardware": hardware(device), "config": dataclasses.asdict(config),
+        "history": result.history,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    export_model(result.model, path, card=card)
+    path.with_suffix(".json").write_text(json.dumps(card, indent=1) + "\n")
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {path.with_suffix('.json')}: "
+          f"test accuracy {100 * measured['accuracy']:.2f}% on {len(data.test_labels)} images")
