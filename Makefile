@@ -54,5 +54,11 @@ BENCH_ARGS ?=
 bench: $(STAMP)
 	nice -n 10 $(BIN)/python -m vitcourse bench $(BENCH_ARGS) --json data/runs/bench.json
 
+# The course site in _build/html, every chapter executed: FAST=1 (default) fast mode, FAST=0 full
+# runs (the published site: a GPU or the shipped checkpoints). Offline; see tools/book.py.
+FAST ?= 1
+book: $(STAMP)
+	$(BIN)/python tools/book.py build --fast $(FAST)
+
 clean:
 	rm -rf $(VENV) _build student
