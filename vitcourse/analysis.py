@@ -410,7 +410,8 @@ def similarity_mosaic(sim: torch.Tensor) -> torch.Tensor:
 def plot_position_similarity(sim: torch.Tensor, title: str = "Position embedding similarity",
                              ax=None, fig=None, highlight: tuple[int, int] | None = None):
     """Figure 7 (centre): tile (i, j) shows the cosine similarity of patch (i, j)'s position
-    embedding with every patch. Draws into `ax` if given, else into `fig` (cleared) or a new one."""
+    embedding with every patch (rows and columns counted from 0). Draws into `ax` if given, else
+    into `fig` (cleared) or a new one."""
     if sim.dim() != 4:
         raise ValueError(f"sim must be (gh, gw, gh, gw) from position_similarity, got shape {tuple(sim.shape)}")
     from matplotlib.patches import Rectangle
@@ -422,8 +423,8 @@ def plot_position_similarity(sim: torch.Tensor, title: str = "Position embedding
     gh, gw = sim.shape[:2]
     mosaic = similarity_mosaic(sim)
     im = ax.imshow(mosaic.numpy(), cmap="viridis", vmin=-1, vmax=1, interpolation="nearest")
-    ax.set_xticks([j * (gw + 1) + (gw - 1) / 2 for j in range(gw)], [str(j + 1) for j in range(gw)])
-    ax.set_yticks([i * (gh + 1) + (gh - 1) / 2 for i in range(gh)], [str(i + 1) for i in range(gh)])
+    ax.set_xticks([j * (gw + 1) + (gw - 1) / 2 for j in range(gw)], [str(j) for j in range(gw)])
+    ax.set_yticks([i * (gh + 1) + (gh - 1) / 2 for i in range(gh)], [str(i) for i in range(gh)])
     ax.set_xlabel("Input patch column")
     ax.set_ylabel("Input patch row")
     ax.set_title(title)
