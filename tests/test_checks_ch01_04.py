@@ -149,3 +149,94 @@ def test_conv_from_linear_missing_bias_fails():
             conv.weight.copy_(linear.weight.reshape(linear.out_features, p, p, c).permute(0, 3, 1, 2))
         return conv
     fails(ch01.conv_from_linear, no_bias, "no bias")
+
+
+# ---------------------------------------------------------------- 02.1 attention
+from vitcourse.checks import ch02_attention as ch02  # noqa: E402
+
+
+def good_attention(q, k, v):
+    w = (q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])).softmax(-1)
+    return w @ v, w
+
+
+def test_attention_reference_passes(capsys):
+    ch02.attention(good_attention)
+    assert "Exercise 02.1 passed" in capsys.readouterr().out
+
+
+def test_attention_without_scale_fails():
+    def unscaled(q, k, v):
+        w = (q @ k.transpose(-2, -1)).softmax(-1)
+        return w @ v, w
+    fails(ch02.attention, unscaled, "02.1", "without the scale", "sqrt(d)")
+
+
+def test_attention_divided_by_d_fails():
+    def by_d(q, k, v):
+        w = (q @ k.transpose(-2, -1) / q.shape[-1]).softmax(-1)
+        return w @ v, w
+    fails(ch02.attention, by_d, "divided by d")
+
+
+def test_attention_softmax_over_queries_fails():
+    def over_queries(q, k, v):
+        w = (q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])).softmax(-2)
+        return w @ v, w
+    fails(ch02.attention, over_queries, "over the queries")
+
+
+def test_attention_transposed_weights_fail():
+    def transposed(q, k, v):
+        out, w = good_attention(q, k, v)
+        return out, w.transpose(-2, -1)
+    fails(ch02.attention, transposed, "weights of attention", "transpose")
+
+
+def test_attention_output_only_fails():
+    fails(ch02.attention, lambda q, k, v: good_attention(q, k, v)[0], "should return a pair")
+
+
+def test_attention_wrong_output_shape_fails():
+    fails(ch02.attention, lambda q, k, v: (good_attention(q, k, v)[0][..., :1], good_attention(q, k, v)[1]),
+          "output of attention", "wrong shape")
+
+
+# ---------------------------------------------------------------- 02.2 multi-head attention
+def good_mha(x, qkv, proj, heads):
+    b, n, dim = x.shape
+    hd = dim // heads
+    q, k, v = qkv(x).reshape(b, n, 3, heads, hd).permute(2, 0, 3, 1, 4)
+    w = (q @ k.transpose(-2, -1) / math.sqrt(hd)).softmax(-1)
+    return proj((w @ v).transpose(1, 2).reshape(b, n, dim))
+
+
+def test_mha_reference_passes(capsys):
+    ch02.multi_head_attention(good_mha)
+    assert "Exercise 02.2 passed" in capsys.readouterr().out
+
+
+def test_mha_single_head_fails():
+    fails(ch02.multi_head_attention, lambda x, qkv, proj, heads: good_mha(x, qkv, proj, 1),
+          "single-head", "Split q, k")
+
+
+def test_mha_wrong_head_merge_fails():
+    def bad_merge(x, qkv, proj, heads):  # (B, h, N, d) reshaped to (B, N, D) without moving the head axis
+        b, n, dim = x.shape
+        hd = dim // heads
+        q, k, v = qkv(x).reshape(b, n, 3, heads, hd).permute(2, 0, 3, 1, 4)
+        w = (q @ k.transpose(-2, -1) / math.sqrt(hd)).softmax(-1)
+        return proj((w @ v).reshape(b, n, dim))
+    fails(ch02.multi_head_attention, bad_merge, "02.2", "wrong values")
+
+
+def test_mha_without_output_projection_fails():
+    def no_proj(x, qkv, proj, heads):
+        return good_mha(x, qkv, nn.Identity(), heads)
+    fails(ch02.multi_head_attention, no_proj, "wrong values")
+
+
+def test_mha_wrong_shape_fails():
+    fails(ch02.multi_head_attention, lambda x, qkv, proj, heads: good_mha(x, qkv, proj, heads)[:, 0],
+          "wrong shape", "expected (2, 5, 12), got (2, 12)")
