@@ -10,13 +10,15 @@ NB_TIMEOUT ?= 900
 
 setup: $(STAMP)
 
-# Re-runs only when pyproject.toml changes: the command is idempotent.
+# Re-runs only when pyproject.toml changes: the command is idempotent. (Some machines' pip
+# configuration names local package folders that do not exist; its warnings are filtered out.)
+PIP := $(BIN)/python -m pip install -q --disable-pip-version-check
 $(STAMP): pyproject.toml
-	@start=$$(date +%s); \
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); \
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[lab,test,book]' && \
-	$(BIN)/python -m pip install -q --disable-pip-version-check --no-deps 'd2l==1.0.3' && \
-	$(BIN)/python -m pip install -q --disable-pip-version-check 'pandas>=2.0' 'scipy>=1.10' && \
+	@set -o pipefail; start=$$(date +%s); \
+	{ test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); } && \
+	{ $(PIP) -e '.[lab,test,book]' && \
+	  $(PIP) --no-deps 'd2l==1.0.3' && \
+	  $(PIP) 'pandas>=2.0' 'scipy>=1.10'; } 2>&1 | { grep -v '^WARNING: Location' || true; } && \
 	touch $@ && echo "setup: $$(( $$(date +%s) - start )) s"
 
 # Jupyter refuses to run as root without --allow-root (containers, some cloud VMs).
@@ -43,7 +45,7 @@ notebooks: $(STAMP)
 # The shipped trained model + its JSON card (read by vitcourse.checkpoint.load_pretrained).
 # A fixed epoch count and seed, so the run is reproducible; niced, because the CPU is shared.
 # CKPT_THREADS=1 is faster on a busy 2-core machine; 0 leaves torch's default.
-CKPT_EPOCHS ?= 10
+CKPT_EPOCHS ?= 6
 CKPT_THREADS ?= 0
 checkpoint: $(STAMP)
 	nice -n 10 $(BIN)/python -m vitcourse train --model vit_fmnist --epochs $(CKPT_EPOCHS) --seed 0 \
