@@ -240,3 +240,95 @@ def test_mha_without_output_projection_fails():
 def test_mha_wrong_shape_fails():
     fails(ch02.multi_head_attention, lambda x, qkv, proj, heads: good_mha(x, qkv, proj, heads)[:, 0],
           "wrong shape", "expected (2, 5, 12), got (2, 12)")
+
+
+# ---------------------------------------------------------------- 03.1 layer norm
+from vitcourse.checks import ch03_encoder as ch03  # noqa: E402
+
+
+def good_layer_norm(x, w, b, eps=1e-6):
+    mean = x.mean(-1, keepdim=True)
+    var = x.var(-1, unbiased=False, keepdim=True)
+    return (x - mean) / torch.sqrt(var + eps) * w + b
+
+
+def test_layer_norm_reference_passes(capsys):
+    ch03.layer_norm(good_layer_norm)
+    assert "Exercise 03.1 passed" in capsys.readouterr().out
+
+
+def test_layer_norm_over_the_batch_fails():
+    def batch_norm(x, w, b, eps=1e-6):
+        dims = tuple(range(x.dim() - 1))
+        return (x - x.mean(dims, keepdim=True)) / torch.sqrt(x.var(dims, unbiased=False, keepdim=True) + eps) * w + b
+    fails(ch03.layer_norm, batch_norm, "03.1", "BatchNorm", "last axis")
+
+
+def test_layer_norm_unbiased_variance_fails():
+    def unbiased(x, w, b, eps=1e-6):
+        return (x - x.mean(-1, keepdim=True)) / torch.sqrt(x.var(-1, keepdim=True) + eps) * w + b
+    fails(ch03.layer_norm, unbiased, "unbiased", "d - 1")
+
+
+def test_layer_norm_without_affine_fails():
+    fails(ch03.layer_norm, lambda x, w, b, eps=1e-6: F.layer_norm(x, x.shape[-1:], eps=eps),
+          "not scaled and shifted")
+
+
+def test_layer_norm_wrong_shape_fails():
+    fails(ch03.layer_norm, lambda x, w, b, eps=1e-6: good_layer_norm(x, w, b, eps).mean(-1),
+          "wrong shape", "expected (2, 5, 8), got (2, 5)")
+
+
+# ---------------------------------------------------------------- 03.2 encoder block
+def good_block_forward(block, x):
+    x = x + block.attn(block.norm1(x))
+    return x + block.mlp(block.norm2(x))
+
+
+def test_block_reference_passes(capsys):
+    ch03.encoder_block(good_block_forward)
+    assert "Exercise 03.2 passed" in capsys.readouterr().out
+
+
+def test_block_post_norm_fails():
+    def post(block, x):
+        x = block.norm1(x + block.attn(x))
+        return block.norm2(x + block.mlp(x))
+    fails(ch03.encoder_block, post, "03.2", "post-norm", "x = x + attn(norm1(x))")
+
+
+def test_block_without_residuals_fails():
+    fails(ch03.encoder_block, lambda block, x: block.mlp(block.norm2(block.attn(block.norm1(x)))),
+          "residual connections are missing")
+
+
+def test_block_with_swapped_norms_fails():
+    def swapped(block, x):
+        x = x + block.attn(block.norm2(x))
+        return x + block.mlp(block.norm1(x))
+    fails(ch03.encoder_block, swapped, "wrong values at")
+
+
+# ---------------------------------------------------------------- 03.3 class token
+def good_add_class_token(tokens, cls, pos):
+    return torch.cat([cls.expand(tokens.shape[0], -1, -1), tokens], dim=1) + pos
+
+
+def test_class_token_reference_passes(capsys):
+    ch03.add_class_token(good_add_class_token)
+    assert "Exercise 03.3 passed" in capsys.readouterr().out
+
+
+def test_class_token_at_the_end_fails():
+    fails(ch03.add_class_token,
+          lambda t, c, p: torch.cat([t, c.expand(t.shape[0], -1, -1)], dim=1) + p, "at the end", "first")
+
+
+def test_class_token_without_positions_fails():
+    fails(ch03.add_class_token, lambda t, c, p: torch.cat([c.expand(t.shape[0], -1, -1), t], dim=1),
+          "position embeddings are not added")
+
+
+def test_class_token_missing_fails():
+    fails(ch03.add_class_token, lambda t, c, p: t + p[:, 1:], "wrong shape", "expected (2, 5, 6), got (2, 4, 6)")
