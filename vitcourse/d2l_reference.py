@@ -127,3 +127,46 @@ def d2l_train_step(model: nn.Module, optimizer: torch.optim.Optimizer, X: torch.
     loss.backward()
     optimizer.step()
     return loss.detach()
+
+
+@torch.no_grad()
+def copy_to_vitcourse(d2l_model: nn.Module, vit: nn.Module) -> nn.Module:
+    """Copy D2L's ViT weights into vitcourse's `d2l_vit` (same architecture, other names).
+
+    D2L keeps separate q, k, v projections; vitcourse stacks them into one `qkv` Linear in
+    (q, k, v) order, heads contiguous inside each, as D2L's `transpose_qkv` splits them. D2L's
+    output projection has no bias: vitcourse's `proj.bias` is set to zero.
+    """
+    src = d2l_model.state_dict()
+    if len(vit.blocks) != len(d2l_model.blks):
+        raise ValueError(f"vit must have {len(d2l_model.blks)} blocks like the D2L model, got {len(vit.blocks)}")
+    out = {"patch_embed.proj.weight": src["patch_embedding.conv.weight"],
+           "patch_embed.proj.bias": src["patch_embedding.conv.bias"],
+           "cls_token": src["cls_token"], "pos_embed": src["pos_embedding"],
+           "norm.weight": src["head.0.weight"], "norm.bias": src["head.0.bias"],
+           "head.weight": src["head.1.weight"], "head.bias": src["head.1.bias"]}
+    for i in range(len(vit.blocks)):
+        d, v = f"blks.{i}.", f"blocks.{i}."
+        for a, b in (("ln1", "norm1"), ("ln2", "norm2")):
+            out[v + b + ".weight"], out[v + b + ".bias"] = src[d + a + ".weight"], src[d + a + ".bias"]
+        out[v + "attn.qkv.weight"] = torch.cat([src[d + f"attention.W_{x}.weight"] for x in "qkv"])
+        out[v + "attn.proj.weight"] = src[d + "attention.W_o.weight"]
+        for a, b in (("dense1", "fc1"), ("dense2", "fc2")):
+            out[v + f"mlp.{b}.weight"], out[v + f"mlp.{b}.bias"] = src[d + f"mlp.{a}.weight"], src[d + f"mlp.{a}.bias"]
+    target = vit.state_dict()
+    for name, value in target.items():
+        if name.endswith("attn.proj.bias"):
+            value.zero_()
+        elif name in out:
+            value.copy_(out[name])
+        elif name.endswith(("qkv.bias",)):
+            value.zero_()
+        else:
+            raise ValueError(f"no D2L weight for vitcourse parameter {name!r}")
+    return vit
+
+
+def matching_parameters(vit: nn.Module) -> list[nn.Parameter]:
+    """vitcourse d2l_vit's parameters that D2L's model also has (all but the attention output
+    biases, which D2L leaves out): optimise these to follow D2L step for step."""
+    return [p for n, p in vit.named_parameters() if not n.endswith("attn.proj.bias")]
