@@ -56,6 +56,12 @@ BENCH_ARGS ?=
 bench: $(STAMP)
 	nice -n 10 $(BIN)/python -m vitcourse bench $(BENCH_ARGS) --json data/runs/bench.json
 
+# The scaling sweep of chapter 07 into data/results/scaling.csv (~45 min on a shared 2-core CPU).
+# Resumable: finished points are skipped, so SWEEP_ARGS="--max-minutes 20" runs it in pieces.
+SWEEP_ARGS ?=
+sweep: $(STAMP)
+	nice -n 10 $(BIN)/python -m vitcourse sweep --csv data/results/scaling.csv $(SWEEP_ARGS)
+
 # The course site in _build/html, every chapter executed: FAST=1 (default) fast mode, FAST=0 full
 # runs (the published site: a GPU or the shipped checkpoints). Offline; see tools/book.py.
 FAST ?= 1
