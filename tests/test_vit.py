@@ -84,6 +84,15 @@ def test_paper_presets_forward_and_backward_at_small_size(name):
     assert all(torch.isfinite(q.grad).all() for q in model.parameters())
 
 
+def test_vit_ti_16_full_size_forward_and_backward():
+    torch.manual_seed(0)
+    model = vitcourse.create_model("vit_ti_16")
+    out = model(torch.randn(1, 3, 224, 224))
+    out.logsumexp(-1).sum().backward()
+    assert out.shape == (1, 1000) and torch.isfinite(out).all()
+    assert all(torch.isfinite(q.grad).all() for q in model.parameters())
+
+
 def test_presets_are_listed_and_builders_accept_overrides():
     names = vitcourse.list_models()
     for n in ["vit_ti_16", "vit_s_16", "vit_b_16", "vit_l_16", "vit_h_14", "d2l_vit", "vit_fmnist"]:
