@@ -1,0 +1,60 @@
+"""Checks for chapter 05 (training): the warm-up + cosine learning rate, and which parameters
+get weight decay. Each builds its own cases and compares with `vitcourse.schedule` /
+`vitcourse.train.param_groups`."""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+from ._core import ExerciseError, exercise, expect_true
+
+
+@exercise("05.1", "learning rate with linear warm-up and cosine decay")
+def warmup_cosine_lr(student_lr: Callable[[int, int, int, float], float]) -> None:
+    """`student_lr(step, total_steps, warmup_steps, base_lr)` equals the reference at every step."""
+    from ..schedule import warmup_cosine
+
+    for total, warmup, base in [(50, 5, 1e-3), (37, 0, 0.1), (120, 12, 2e-3), (9, 3, 1.0)]:
+        for step in range(total):
+            got = student_lr(step, total, warmup, base)
+            expected = base * warmup_cosine(step, total, warmup)
+            if not isinstance(got, (int, float)) and not (isinstance(got, torch.Tensor) and got.numel() == 1):
+                raise ExerciseError(f"lr(step={step}, ...) should return a number, got {type(got).__name__}")
+            got = float(got)
+            if math.isclose(got, expected, rel_tol=1e-6, abs_tol=1e-12):
+                continue
+            where = f"lr(step={step}, total_steps={total}, warmup_steps={warmup}, base_lr={base})"
+            if step < warmup:
+                hint = (" During warm-up the rate rises linearly and reaches base_lr at the last "
+                        "warm-up step: base_lr * (step + 1) / warmup_steps.")
+                if math.isclose(got, base * step / warmup, rel_tol=1e-6, abs_tol=1e-12):
+                    hint = " Off by one: step 0 should already train, at base_lr / warmup_steps."
+            else:
+                hint = (" After warm-up: base_lr * 0.5 * (1 + cos(pi * progress)), with progress = "
+                        "(step - warmup_steps) / (total_steps - warmup_steps) going from 0 to 1.")
+            raise ExerciseError(f"{where} = {got:.6g}, expected {expected:.6g}.{hint}")
+
+
+@exercise("05.2", "which parameters get weight decay")
+def wants_weight_decay(student_rule: Callable[[str, torch.Tensor], bool]) -> None:
+    """`student_rule(name, parameter)` agrees with `param_groups` on every parameter of a ViT."""
+    from ..models import create_model
+    from ..train import param_groups
+
+    model = create_model("vit_fmnist", pool="cls", depth=2, dim=48, heads=3, mlp_dim=96)
+    decay_ids = {id(p) for p in param_groups(model, 0.1)[0]["params"]}
+    for name, p in model.named_parameters():
+        got = student_rule(name, p)
+        expected = id(p) in decay_ids
+        expect_true(isinstance(got, bool) or (isinstance(got, torch.Tensor) and got.numel() == 1),
+                    f"the rule should return True or False, got {type(got).__name__} for {name!r}")
+        if bool(got) != expected:
+            why = ("it is a weight matrix (or convolution kernel) that multiplies the input: "
+                   "decaying it regularises" if expected else
+                   "it is a bias, a normalisation scale/shift or an embedding (1-D, or pos_embed / "
+                   "cls_token): shrinking it to zero adds no regularisation, only harm")
+            raise ExerciseError(f"parameter {name!r} of shape {tuple(p.shape)}: expected "
+                                f"{'decay' if expected else 'no decay'}, got "
+                                f"{'decay' if got else 'no decay'}; {why}.")
