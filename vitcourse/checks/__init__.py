@@ -3,6 +3,8 @@
 A notebook imports its chapter's module, e.g. ``from vitcourse.checks import ch01_patches as check``
 and calls ``check.patchify(patchify)`` in the cell after the exercise.
 """
-from ._core import ExerciseError, exercise, expect_close, expect_equal, expect_shape, expect_true
+from ._core import (DIFFICULTIES, ExerciseError, ExerciseInfo, Unanswered, exercise, expect_close,
+                    expect_equal, expect_shape, expect_true, registered_exercises, unanswered)
 
-__all__ = ["ExerciseError", "exercise", "expect_close", "expect_equal", "expect_shape", "expect_true"]
+__all__ = ["DIFFICULTIES", "ExerciseError", "ExerciseInfo", "Unanswered", "exercise", "expect_close",
+           "expect_equal", "expect_shape", "expect_true", "registered_exercises", "unanswered"]
