@@ -65,10 +65,11 @@ class MultiHeadSelfAttention(nn.Module):
         attn_dropout: dropout on the attention weights.
         proj_dropout: dropout after the output projection.
         fused: True uses `F.scaled_dot_product_attention`; False the explicit path that calls `.probe`.
+        proj_bias: bias in the output projection (ViT: yes; D2L's attention: no).
     """
 
     def __init__(self, dim: int, heads: int, qkv_bias: bool = True, attn_dropout: float = 0.0,
-                 proj_dropout: float = 0.0, fused: bool = True) -> None:
+                 proj_dropout: float = 0.0, fused: bool = True, proj_bias: bool = True) -> None:
         super().__init__()
         for name, val in (("dim", dim), ("heads", heads)):
             if isinstance(val, bool) or not isinstance(val, int) or val <= 0:
@@ -86,7 +87,7 @@ class MultiHeadSelfAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.attn_drop = nn.Dropout(attn_dropout)
         self.probe = AttentionProbe()
-        self.proj = nn.Linear(dim, dim)
+        self.proj = nn.Linear(dim, dim, bias=proj_bias)
         self.proj_drop = nn.Dropout(proj_dropout)
 
     def forward(self, x: torch.Tensor, fused: bool | None = None) -> torch.Tensor:

@@ -54,15 +54,16 @@ class EncoderBlock(nn.Module):
         qkv_bias: bias in the q, k, v projection.
         norm_eps: LayerNorm epsilon (1e-6 as in the paper's JAX code, timm and torchvision).
         fused: attention path, see `MultiHeadSelfAttention`.
+        proj_bias: bias in the attention's output projection.
     """
 
     def __init__(self, dim: int, heads: int, mlp_dim: int, dropout: float = 0.0,
                  attn_dropout: float = 0.0, qkv_bias: bool = True, norm_eps: float = 1e-6,
-                 fused: bool = True) -> None:
+                 fused: bool = True, proj_bias: bool = True) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
         self.attn = MultiHeadSelfAttention(dim, heads, qkv_bias=qkv_bias, attn_dropout=attn_dropout,
-                                           proj_dropout=dropout, fused=fused)
+                                           proj_dropout=dropout, fused=fused, proj_bias=proj_bias)
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = MLP(dim, mlp_dim, dropout)
 

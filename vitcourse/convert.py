@@ -92,7 +92,7 @@ def from_timm(timm_model: nn.Module) -> ViT:
         dropout=float(block0.mlp.drop1.p) if isinstance(block0.mlp.drop1, nn.Dropout) else 0.0,
         attn_dropout=float(block0.attn.attn_drop.p) if isinstance(block0.attn.attn_drop, nn.Dropout) else 0.0,
         pool="cls", pos_embed="learned", qkv_bias=block0.attn.qkv.bias is not None,
-        norm_eps=float(m.norm.eps))
+        proj_bias=block0.attn.proj.bias is not None, norm_eps=float(m.norm.eps))
     # Parameter names were chosen to be timm's, so the mapping is the identity on every key we own;
     # anything else in timm's state dict (layer scale, q/k norm, fc_norm, ...) is a feature we lack.
     theirs = m.state_dict()

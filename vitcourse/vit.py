@@ -45,6 +45,7 @@ class ViTConfig:
     qkv_bias: bool = True          # bias in the q, k, v projection (paper, timm, torchvision: yes)
     norm_eps: float = 1e-6         # LayerNorm epsilon (paper's JAX code, timm, torchvision: 1e-6)
     attn_impl: str = "auto"        # "fused" SDPA, "explicit" softmax (hookable), "auto": fused on CUDA
+    proj_bias: bool = True         # bias in the attention output projection (D2L's attention has none)
 
     def __post_init__(self) -> None:
         h, w = _pair("image_size", self.image_size)
@@ -127,7 +128,7 @@ class ViT(nn.Module):
         fused = c.attn_impl != "explicit"
         self.blocks = nn.ModuleList([
             EncoderBlock(c.dim, c.heads, c.mlp_dim, dropout=c.dropout, attn_dropout=c.attn_dropout,
-                         qkv_bias=c.qkv_bias, norm_eps=c.norm_eps, fused=fused)
+                         qkv_bias=c.qkv_bias, norm_eps=c.norm_eps, fused=fused, proj_bias=c.proj_bias)
             for _ in range(c.depth)])
         self.norm = nn.LayerNorm(c.dim, eps=c.norm_eps)
         self.head = nn.Linear(c.dim, c.num_classes) if c.num_classes > 0 else nn.Identity()
@@ -270,11 +271,14 @@ vit_l_16 = _builder("vit_l_16", "ViT-L/16 (paper Table 1): D=1024, 24 blocks, 16
 vit_h_14 = _builder("vit_h_14", "ViT-H/14 (paper Table 1): D=1280, 32 blocks, 16 heads, MLP 5120; 632M params.",
                     patch_size=14, dim=1280, depth=32, heads=16, mlp_dim=5120)
 # D2L chapter 11.8: 96x96 grayscale Fashion-MNIST, patch 16, D=512, 2 blocks, 8 heads, MLP 2048,
-# dropout 0.1 on embeddings, attention weights and MLP. D2L's attention has no q/k/v bias and its
-# LayerNorms use PyTorch's default eps 1e-5.
+# dropout 0.1 on embeddings, attention weights and MLP. D2L's attention Linears have no biases and
+# its LayerNorms use PyTorch's default eps 1e-5, so the preset is D2L's model (6,457,866 parameters,
+# logits equal in tests/test_vit.py); the one difference is a dropout after the attention
+# projection, which D2L leaves out (training only).
 d2l_vit = _builder("d2l_vit", "D2L 11.8's ViT: 96x96x1 input, patch 16, D=512, 2 blocks, 8 heads, MLP 2048, dropout 0.1.",
                    image_size=96, patch_size=16, in_channels=1, num_classes=10, dim=512, depth=2,
-                   heads=8, mlp_dim=2048, dropout=0.1, attn_dropout=0.1, qkv_bias=False, norm_eps=1e-5)
+                   heads=8, mlp_dim=2048, dropout=0.1, attn_dropout=0.1, qkv_bias=False, proj_bias=False,
+                   norm_eps=1e-5)
 # Fashion-MNIST on a CPU (FACTS.md): the best recipe found within a few minutes of training.
 vit_fmnist = _builder("vit_fmnist", "Small ViT for 28x28 Fashion-MNIST on a CPU: patch 7 (16 tokens), D=128, "
                       "6 blocks, 2 heads, MLP 256, mean pooling; 0.8M params.",
