@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 NB_TIMEOUT ?= 900
 
-.PHONY: setup lab test unit notebooks student book bench checkpoint train-checkpoint sweep clean
+.PHONY: setup lab test unit notebooks student book bench checkpoint train-checkpoint sweep grade clean
 
 setup: $(STAMP)
 
@@ -41,6 +41,17 @@ unit: $(STAMP)
 
 notebooks: $(STAMP)
 	VITCOURSE_FAST=1 MPLBACKEND=Agg $(BIN)/python -m pytest -q --nbval-lax notebooks/
+
+# Student copies of every chapter in ./student/ (solutions stubbed, hidden tests removed, no outputs).
+student: $(STAMP)
+	$(BIN)/python -m vitcourse student --out student
+
+# Grade a folder of submitted notebooks in fast mode: make grade SUBMISSIONS=dir SCORES=scores.csv
+SUBMISSIONS ?= submissions
+SCORES ?= scores.csv
+GRADE_TIMEOUT ?= 300
+grade: $(STAMP)
+	nice -n 10 $(BIN)/python -m vitcourse grade $(SUBMISSIONS) --out $(SCORES) --timeout $(GRADE_TIMEOUT) --fast
 
 # The shipped trained model + its JSON card (read by vitcourse.checkpoint.load_pretrained).
 # A fixed epoch count and seed, so the run is reproducible; niced, because the CPU is shared.
