@@ -1,0 +1,140 @@
+"""The exercise checks of chapters 08-10: each reference answer passes, each known-wrong answer
+fails with the message that explains it."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+from vitcourse.checks import ExerciseError
+from vitcourse.checks import ch08_t2t as ch08
+from vitcourse.checks import ch09_swin as ch09
+
+
+def fails(check, answer, *fragments: str) -> str:
+    with pytest.raises(ExerciseError) as info:
+        check(answer)
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    return message
+
+
+def test_ids():
+    assert ch08.soft_split_length.exercise_id == "08.1"
+    assert ch08.soft_split.exercise_id == "08.2"
+    assert ch09.window_partition.exercise_id == "09.1"
+    assert ch09.shifted_window_mask.exercise_id == "09.2"
+
+
+# ---------------------------------------------------------------- 08.1
+def test_soft_split_length_reference_passes(capsys):
+    ch08.soft_split_length(lambda n, k, s, p: (n + 2 * p - k) // s + 1)
+    assert "Exercise 08.1 passed" in capsys.readouterr().out
+
+
+def test_soft_split_length_true_division_fails():
+    fails(ch08.soft_split_length, lambda n, k, s, p: (n + 2 * p - k) / s + 1, "08.1", "round down")
+
+
+def test_soft_split_length_padding_once_fails():
+    fails(ch08.soft_split_length, lambda n, k, s, p: (n + p - k) // s + 1, "08.1", "returned 55")
+
+
+def test_soft_split_length_no_padding_fails():
+    fails(ch08.soft_split_length, lambda n, k, s, p: (n - k) // s + 1, "both* sides")
+
+
+def test_stub_reports_not_implemented():
+    def stub(*args):
+        raise NotImplementedError
+    with pytest.raises(NotImplementedError, match="Exercise 08.1"):
+        ch08.soft_split_length(stub)
+
+
+# ---------------------------------------------------------------- 08.2
+def test_soft_split_reference_passes(capsys):
+    ch08.soft_split(lambda x, k, s, p: F.unfold(x, k, padding=p, stride=s).transpose(1, 2))
+    assert "Exercise 08.2 passed" in capsys.readouterr().out
+
+
+def test_soft_split_without_transpose_fails():
+    fails(ch08.soft_split, lambda x, k, s, p: F.unfold(x, k, padding=p, stride=s), "transpose to (B, L, C*k*k)")
+
+
+def test_soft_split_ignoring_stride_fails():
+    fails(ch08.soft_split, lambda x, k, s, p: F.unfold(x, k, padding=p, stride=1).transpose(1, 2), "wrong shape")
+
+
+def test_soft_split_channel_last_flattening_fails():
+    def chan_last(x, k, s, p):
+        t = F.unfold(x, k, padding=p, stride=s)  # (B, C*k*k, L)
+        t = rearrange(t, "b (c kk) l -> b l (kk c)", c=x.shape[1])
+        return t
+    fails(ch08.soft_split, chan_last, "wrong values")
+
+
+# ---------------------------------------------------------------- 09.1
+def good_partition(x, m):
+    b, h, w, c = x.shape
+    x = x.view(b, h // m, m, w // m, m, c).permute(0, 1, 3, 2, 4, 5)
+    return x.reshape(-1, m * m, c)
+
+
+def test_window_partition_reference_passes(capsys):
+    ch09.window_partition(good_partition)
+    assert "Exercise 09.1 passed" in capsys.readouterr().out
+
+
+def test_window_partition_plain_reshape_fails():
+    fails(ch09.window_partition, lambda x, m: x.reshape(-1, m * m, x.shape[-1]), "plain reshape")
+
+
+def test_window_partition_column_major_fails():
+    fails(ch09.window_partition,
+          lambda x, m: rearrange(x, "b (nh m1) (nw m2) c -> (b nw nh) (m1 m2) c", m1=m, m2=m),
+          "column by column")
+
+
+# ---------------------------------------------------------------- 09.2
+def good_mask(h, w, m, s):
+    ids = torch.zeros(h, w)
+    if s:
+        cuts = (slice(0, -m), slice(-m, -s), slice(-s, None))
+        n = 0
+        for a in cuts:
+            for b in cuts:
+                ids[a, b] = n
+                n += 1
+    win = good_partition(ids[None, :, :, None], m)[..., 0]
+    return win[:, :, None] == win[:, None, :]
+
+
+def test_shifted_window_mask_reference_passes_bool_and_float(capsys):
+    ch09.shifted_window_mask(good_mask)
+    ch09.shifted_window_mask(lambda *a: torch.zeros(good_mask(*a).shape).masked_fill(~good_mask(*a), -1e9))
+    assert capsys.readouterr().out.count("Exercise 09.2 passed") == 2
+
+
+def test_shifted_window_mask_inverted_fails():
+    fails(ch09.shifted_window_mask, lambda *a: ~good_mask(*a), "inverted")
+
+
+def test_shifted_window_mask_all_allowed_fails():
+    fails(ch09.shifted_window_mask, lambda *a: torch.ones(good_mask(*a).shape, dtype=torch.bool), "allows every pair")
+
+
+def test_shifted_window_mask_small_negative_fails():
+    fails(ch09.shifted_window_mask,
+          lambda *a: torch.zeros(good_mask(*a).shape).masked_fill(~good_mask(*a), -1.0), "large negative")
+
+
+def test_shifted_window_mask_wrong_regions_fails():
+    def two_regions(h, w, m, s):  # forgets the middle band: only wrapped vs not along rows
+        ids = torch.zeros(h, w)
+        if s:
+            ids[-s:, :] = 1
+        win = good_partition(ids[None, :, :, None], m)[..., 0]
+        return win[:, :, None] == win[:, None, :]
+    fails(ch09.shifted_window_mask, two_regions, "is wrong at", "expected masked")
