@@ -454,3 +454,28 @@ def test_grade_scores_correct_wrong_crashing_and_looping_submissions(chapter, tm
     # dee's two loops cost a cell limit each, plus the probe after the stubborn one; the other
     # notebooks a few seconds each.
     assert elapsed < 3 * CELL_LIMIT + 6 * 15, elapsed
+
+
+# --- the command line --------------------------------------------------------------------------
+
+def test_student_check_fails_on_a_malformed_chapter(tmp_path, capsys):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(f"{BEGIN_SOLUTION}\nx = 1")])
+    nbformat.write(nb, str(tmp_path / "07_broken.ipynb"))
+    from vitcourse.cli import main
+    assert main(["student", "--notebooks", str(tmp_path), "--check"]) == 1
+    assert "never closed by '### END SOLUTION'" in capsys.readouterr().err
+    assert main(["student", "--notebooks", str(tmp_path), "--out", str(tmp_path / "s")]) == 1
+    assert not (tmp_path / "s").exists()  # nothing written when a chapter is malformed
+    assert main(["student", "--notebooks", str(tmp_path / "nowhere"), "--list"]) == 2
+    assert "notebooks must be a folder" in capsys.readouterr().err
+
+
+def test_grade_command_rejects_bad_arguments(tmp_path, capsys):
+    from vitcourse.cli import main
+    assert main(["grade", str(tmp_path), "--timeout", "0"]) == 2
+    assert "--timeout must be positive, got 0.0" in capsys.readouterr().err
+    assert main(["grade", str(tmp_path / "missing"), "--out", str(tmp_path / "s.csv")]) == 2
+    assert "submissions must be a folder of .ipynb files" in capsys.readouterr().err
+    assert not (tmp_path / "s.csv").exists()
+    with pytest.raises(ValueError, match="cell_timeout must be a positive number"):
+        execute_notebook(nbformat.v4.new_notebook(), timeout=10, cell_timeout=-1)

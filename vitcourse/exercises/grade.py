@@ -295,6 +295,7 @@ def grade(submissions: str | Path, out: str | Path, timeout: float = 300,
         env["VITCOURSE_FAST"] = "1"
     elif fast is False:
         env.pop("VITCOURSE_FAST", None)
+    submitted = find_submissions(submissions)  # a bad folder fails before anything is written
     checks = reference_checks(source)
     scores: list[Score] = []
     out = Path(out)
@@ -302,7 +303,7 @@ def grade(submissions: str | Path, out: str | Path, timeout: float = 300,
     with out.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=FIELDS)
         writer.writeheader()
-        for student, file, path in find_submissions(submissions):
+        for student, file, path in submitted:
             started = time.monotonic()
             try:
                 rows = grade_notebook(path, student, file, checks, timeout=timeout,
