@@ -97,8 +97,13 @@ def test_unanswered_raises_on_every_use_but_prints():
 
 def test_expect_shape():
     expect_shape("x", torch.zeros(2, 3), (2, 3))
-    with pytest.raises(ExerciseError, match=r"^x has the wrong shape: expected \(3, 2\), got \(2, 3\)$"):
-        expect_shape("x", torch.zeros(2, 3), (3, 2))
+    with pytest.raises(ExerciseError, match=r"^x has the wrong shape: expected \(4, 2\), got \(2, 3\)$"):
+        expect_shape("x", torch.zeros(2, 3), (4, 2))
+    with pytest.raises(ExerciseError, match=r"expected \(5, 3, 2\), got \(5, 2, 3\) \(the last two "
+                                            r"axes are swapped: a missing or extra transpose\?\)$"):
+        expect_shape("x", torch.zeros(5, 2, 3), (5, 3, 2))
+    with pytest.raises(ExerciseError, match=r"got \(3, 2, 5\) \(the right sizes in another order"):
+        expect_shape("x", torch.zeros(3, 2, 5), (5, 3, 2))
     with pytest.raises(ExerciseError, match="x should be a tensor, got object"):
         expect_shape("x", object(), (1,))
 

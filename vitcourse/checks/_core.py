@@ -172,8 +172,14 @@ def _as_tensor(what: str, value: Any) -> torch.Tensor:
 def expect_shape(what: str, got: Any, expected: tuple[int, ...]) -> None:
     """`got` (a tensor) has shape `expected`."""
     t = _as_tensor(what, got)
-    if tuple(t.shape) != tuple(expected):
-        raise ExerciseError(f"{what} has the wrong shape: expected {tuple(expected)}, got {tuple(t.shape)}")
+    got_shape, expected = tuple(t.shape), tuple(expected)
+    if got_shape != expected:
+        hint = ""
+        if len(got_shape) >= 2 and got_shape == expected[:-2] + (expected[-1], expected[-2]):
+            hint = " (the last two axes are swapped: a missing or extra transpose?)"
+        elif sorted(got_shape) == sorted(expected):
+            hint = " (the right sizes in another order: are axes permuted?)"
+        raise ExerciseError(f"{what} has the wrong shape: expected {expected}, got {got_shape}{hint}")
 
 
 def expect_close(what: str, got: Any, expected: torch.Tensor, atol: float = 1e-5,
