@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -110,8 +111,9 @@ def export_model(model: nn.Module, path: str | os.PathLike, card: dict[str, Any]
         raise ValueError("model must have a dataclass `.config` so the checkpoint can rebuild it")
     weights = {k: v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()
                for k, v in unwrap(model).state_dict().items()}
+    card = json.loads(json.dumps(card or {}))  # plain types only, or weights_only loading refuses it
     return save_checkpoint({"format": "vitcourse-model/1", "model_spec": spec, "model": weights,
-                            "card": card or {}}, path)
+                            "card": card}, path)
 
 
 def load_pretrained(name: str = "vit_fmnist", map_location: str | torch.device = "cpu") -> nn.Module:

@@ -85,7 +85,7 @@ def git_commit() -> str:
 def hardware(device: torch.device) -> dict[str, Any]:
     info = {"device": str(device), "platform": platform.platform(), "cpu": platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version()}
+            "torch": str(torch.__version__), "python": platform.python_version()}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
