@@ -19,7 +19,8 @@ def _images(batch: int, channels: int, height: int, width: int, seed: int) -> to
     return torch.randn(batch, channels, height, width, generator=g)
 
 
-@exercise("01.1", "patchify an image batch into a sequence of flattened patches")
+@exercise("01.1", "patchify an image batch into a sequence of flattened patches",
+          difficulty="medium", minutes=15)
 def patchify(student_patchify: Callable[[torch.Tensor, int], torch.Tensor]) -> None:
     """`student_patchify(images, patch_size)` equals `vitcourse.patches.patchify` on fresh inputs.
 
@@ -51,7 +52,8 @@ def patchify(student_patchify: Callable[[torch.Tensor, int], torch.Tensor]) -> N
         expect_close(what, got, expected, atol=0, rtol=0)
 
 
-@exercise("01.2", "sequence length of a ViT for a given image and patch size")
+@exercise("01.2", "sequence length of a ViT for a given image and patch size",
+          difficulty="easy", minutes=5)
 def sequence_length(student_sequence_length: Callable[..., int]) -> None:
     """`student_sequence_length(image_size, patch_size, class_token=True)` on fresh sizes."""
     cases = [(224, 16, True), (224, 16, False), (384, 16, True), (224, 14, True), (28, 7, False),
@@ -76,7 +78,8 @@ def sequence_length(student_sequence_length: Callable[..., int]) -> None:
                             "size is not divisible by the patch size, so the patches do not tile it")
 
 
-@exercise("01.3", "the convolution trick: a Conv2d equal to patchify + Linear")
+@exercise("01.3", "the convolution trick: a Conv2d equal to patchify + Linear",
+          difficulty="hard", minutes=20)
 def conv_from_linear(student_conv_from_linear: Callable[[nn.Linear, int, int], nn.Conv2d]) -> None:
     """`student_conv_from_linear(linear, patch_size, in_channels)` returns a Conv2d whose output,
     flattened to tokens, equals `linear(patchify(x, patch_size))` for fresh images."""

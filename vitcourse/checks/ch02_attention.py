@@ -24,7 +24,7 @@ def _unpack(what: str, result: object) -> tuple[torch.Tensor, torch.Tensor]:
     return result[0], result[1]
 
 
-@exercise("02.1", "scaled dot-product attention written out")
+@exercise("02.1", "scaled dot-product attention written out", difficulty="easy", minutes=10)
 def attention(student_attention: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> None:
     """`student_attention(q, k, v) -> (output, weights)` equals the reference for 3-D and 4-D inputs,
     including more keys than queries and a value width different from the key width."""
@@ -55,7 +55,8 @@ def attention(student_attention: Callable[..., tuple[torch.Tensor, torch.Tensor]
         expect_close(f"the output of {what}", out, out_ref, atol=1e-5)
 
 
-@exercise("02.2", "multi-head self-attention from its two linear layers")
+@exercise("02.2", "multi-head self-attention from its two linear layers",
+          difficulty="medium", minutes=20)
 def multi_head_attention(student_mha: Callable[[torch.Tensor, nn.Linear, nn.Linear, int], torch.Tensor]) -> None:
     """`student_mha(x, qkv, proj, heads)` equals `vitcourse.attention.MultiHeadSelfAttention` that
     owns the same `qkv` and `proj` layers, for fresh sizes and weights."""

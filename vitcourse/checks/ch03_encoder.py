@@ -16,7 +16,7 @@ def _randn(*shape: int, seed: int) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
 
-@exercise("03.1", "layer normalisation written out")
+@exercise("03.1", "layer normalisation written out", difficulty="easy", minutes=10)
 def layer_norm(student_layer_norm: Callable[..., torch.Tensor]) -> None:
     """`student_layer_norm(x, weight, bias, eps)` equals `F.layer_norm` over the last axis."""
     for i, shape in enumerate([(2, 5, 8), (3, 6), (2, 3, 4, 10)]):
@@ -46,7 +46,7 @@ def layer_norm(student_layer_norm: Callable[..., torch.Tensor]) -> None:
         expect_close(what, got, expected, atol=1e-4)
 
 
-@exercise("03.2", "the pre-norm encoder block's forward pass")
+@exercise("03.2", "the pre-norm encoder block's forward pass", difficulty="easy", minutes=10)
 def encoder_block(student_block_forward: Callable[..., torch.Tensor]) -> None:
     """`student_block_forward(block, x)` equals `block(x)` for a fresh `vitcourse.blocks.EncoderBlock`."""
     from ..blocks import EncoderBlock
@@ -79,7 +79,8 @@ def encoder_block(student_block_forward: Callable[..., torch.Tensor]) -> None:
         expect_close(what, got, expected, atol=1e-5)
 
 
-@exercise("03.3", "prepend the class token and add the position embeddings")
+@exercise("03.3", "prepend the class token and add the position embeddings",
+          difficulty="easy", minutes=10)
 def add_class_token(student_fn: Callable[..., torch.Tensor]) -> None:
     """`student_fn(patch_tokens (B, N, D), cls_token (1, 1, D), pos_embed (1, N+1, D)) -> (B, N+1, D)`
     with the class token first and the position embeddings added to every token."""

@@ -11,7 +11,8 @@ import torch
 from ._core import ExerciseError, exercise, expect_true
 
 
-@exercise("05.1", "learning rate with linear warm-up and cosine decay")
+@exercise("05.1", "learning rate with linear warm-up and cosine decay",
+          difficulty="easy", minutes=10)
 def warmup_cosine_lr(student_lr: Callable[[int, int, int, float], float]) -> None:
     """`student_lr(step, total_steps, warmup_steps, base_lr)` equals the reference at every step."""
     from ..schedule import warmup_cosine
@@ -37,7 +38,7 @@ def warmup_cosine_lr(student_lr: Callable[[int, int, int, float], float]) -> Non
             raise ExerciseError(f"{where} = {got:.6g}, expected {expected:.6g}.{hint}")
 
 
-@exercise("05.2", "which parameters get weight decay")
+@exercise("05.2", "which parameters get weight decay", difficulty="easy", minutes=10)
 def wants_weight_decay(student_rule: Callable[[str, torch.Tensor], bool]) -> None:
     """`student_rule(name, parameter)` agrees with `param_groups` on every parameter of a ViT."""
     from ..models import create_model

@@ -11,7 +11,7 @@ import torch
 from ._core import ExerciseError, exercise, expect_close, expect_equal, expect_shape
 
 
-@exercise("08.1", "how many tokens a soft split makes along one side")
+@exercise("08.1", "how many tokens a soft split makes along one side", difficulty="easy", minutes=5)
 def soft_split_length(student: Callable[[int, int, int, int], int]) -> None:
     """`student(size, kernel, stride, padding)` equals floor((size + 2p - k) / s) + 1 on fresh cases."""
     from ..t2t import soft_split_length as reference
@@ -33,7 +33,7 @@ def soft_split_length(student: Callable[[int, int, int, int], int]) -> None:
         expect_equal(what, got, expected)
 
 
-@exercise("08.2", "soft split: overlapping windows as tokens")
+@exercise("08.2", "soft split: overlapping windows as tokens", difficulty="medium", minutes=15)
 def soft_split(student: Callable[[torch.Tensor, int, int, int], torch.Tensor]) -> None:
     """`student(images, kernel, stride, padding)` equals `vitcourse.t2t.soft_split` on fresh images."""
     from ..t2t import soft_split as reference

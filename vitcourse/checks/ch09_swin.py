@@ -12,7 +12,8 @@ from einops import rearrange
 from ._core import ExerciseError, exercise, expect_close, expect_shape, expect_true
 
 
-@exercise("09.1", "partition a feature map into non-overlapping windows")
+@exercise("09.1", "partition a feature map into non-overlapping windows",
+          difficulty="medium", minutes=15)
 def window_partition(student: Callable[[torch.Tensor, int], torch.Tensor]) -> None:
     """`student(x, window_size)`: (B, H, W, C) -> (B*nW, M*M, C) as `vitcourse.swin.window_partition`."""
     from ..swin import window_partition as reference
@@ -39,7 +40,7 @@ def window_partition(student: Callable[[torch.Tensor, int], torch.Tensor]) -> No
         expect_close(what, got, expected, atol=0, rtol=0)
 
 
-@exercise("09.2", "the attention mask of shifted windows")
+@exercise("09.2", "the attention mask of shifted windows", difficulty="hard", minutes=30)
 def shifted_window_mask(student: Callable[[int, int, int, int], torch.Tensor]) -> None:
     """`student(height, width, window_size, shift)` -> (nW, M*M, M*M), bool (True = may attend) or
     float (0 = may attend, a large negative number = may not); compared with the reference."""
