@@ -468,6 +468,8 @@ def test_student_check_fails_on_a_malformed_chapter(tmp_path, capsys):
     assert not (tmp_path / "s").exists()  # nothing written when a chapter is malformed
     assert main(["student", "--notebooks", str(tmp_path / "nowhere"), "--list"]) == 2
     assert "notebooks must be a folder" in capsys.readouterr().err
+    assert main(["student", "--notebooks", str(tmp_path), "--update-guide"]) == 2
+    assert "no instructors' guide at" in capsys.readouterr().err
 
 
 def test_grade_command_rejects_bad_arguments(tmp_path, capsys):

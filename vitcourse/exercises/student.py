@@ -165,6 +165,9 @@ def main(args: argparse.Namespace) -> int:
         return 0
     if args.update_guide:
         guide = Path(args.notebooks) / GUIDE.name
+        if not guide.is_file():
+            print(f"error: no instructors' guide at {guide} to update", file=sys.stderr)
+            return 2
         guide.write_text(guide_with_table(guide.read_text(encoding="utf-8"), exercise_table(paths)),
                          encoding="utf-8")
         print(f"updated the exercise table in {guide}")
