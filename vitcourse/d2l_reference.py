@@ -135,7 +135,7 @@ def copy_to_vitcourse(d2l_model: nn.Module, vit: nn.Module) -> nn.Module:
 
     D2L keeps separate q, k, v projections; vitcourse stacks them into one `qkv` Linear in
     (q, k, v) order, heads contiguous inside each, as D2L's `transpose_qkv` splits them. D2L's
-    output projection has no bias: vitcourse's `proj.bias` is set to zero.
+    projections have no biases: where `vit` has them (other presets), they are set to zero.
     """
     src = d2l_model.state_dict()
     if len(vit.blocks) != len(d2l_model.blks):
@@ -167,6 +167,6 @@ def copy_to_vitcourse(d2l_model: nn.Module, vit: nn.Module) -> nn.Module:
 
 
 def matching_parameters(vit: nn.Module) -> list[nn.Parameter]:
-    """vitcourse d2l_vit's parameters that D2L's model also has (all but the attention output
-    biases, which D2L leaves out): optimise these to follow D2L step for step."""
+    """`vit`'s parameters that D2L's model also has (all but attention output biases, which D2L
+    leaves out and `d2l_vit` does too): optimise these to follow D2L step for step."""
     return [p for n, p in vit.named_parameters() if not n.endswith("attn.proj.bias")]

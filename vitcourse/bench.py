@@ -1,0 +1,190 @@
+"""``python -m vitcourse bench``: speed and accuracy on this machine, side by side with D2L.
+
+1. Training images/s in D2L's chapter configuration (96x96, patch 16, batch 128): D2L's own model
+   (`vitcourse.d2l_reference`, fp32, SGD, as the book runs it) vs vitcourse's `d2l_vit` trained by
+   `vitcourse.train.fit` in its default settings; and the ratio.
+2. Achieved FLOP/s of vitcourse's training step as a fraction of this machine's matmul peak,
+   measured in the same run and the same precision (MFU).
+3. Time to accuracy: `vit_fmnist` trained for as many epochs as fit a budget (10 minutes), in a
+   child process; the wall time to 90% test accuracy and the accuracy at the end.
+4. Peak resident memory of that training process.
+
+``--quick`` runs parts 1 and 2 only; ``--json PATH`` writes the figures. Not a timed test: on a
+shared machine the numbers move by 10% or more from run to run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from .d2l_reference import D2L_BATCH_SIZE, D2L_CONFIG, build_d2l_vit, d2l_train_step
+from .data import TensorLoader, load_data
+from .models import create_model
+from .precision import autocast, resolve_precision
+from .train import TrainConfig, fit
+
+KEYS = ("d2l_img_per_s", "vitcourse_img_per_s", "speedup", "mfu", "time_to_90_s", "acc_at_10_min")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="parts 1 and 2 only (under 3 minutes)")
+    parser.add_argument("--json", default=None, help="write the figures to this JSON file")
+    parser.add_argument("--steps", type=int, default=None, help="timed training steps per model (part 1)")
+    parser.add_argument("--batch-size", type=int, default=D2L_BATCH_SIZE, help="part 1's batch (D2L: 128)")
+    parser.add_argument("--budget-min", type=float, default=10.0, help="part 3's time budget in minutes")
+    parser.add_argument("--train-size", type=int, default=None, help="part 3 on a subset (for tests)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+
+
+def matmul_peak(precision: str, device: torch.device, n: int = 2048, repeats: int = 5) -> float:
+    """Best FLOP/s of an n x n matmul in `precision` (fp32 / bf16 / fp16) on `device`."""
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    best = math.inf
+    for _ in range(repeats + 1):  # the first call warms up
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best
+
+
+def train_flops_per_image(model: nn.Module, image_size: int) -> float:
+    """FLOPs of forward + backward for one image (counted by PyTorch's FlopCounterMode)."""
+    x = torch.randn(2, 1, image_size, image_size)
+    y = torch.zeros(2, dtype=torch.long)
+    with FlopCounterMode(display=False) as counter:
+        nn.functional.cross_entropy(model(x), y).backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops() / 2
+
+
+def d2l_speed(data, steps: int, batch_size: int) -> float:
+    """Images/s of D2L's model as the chapter runs it: fp32, SGD(lr=0.1), dropout 0.1."""
+    torch.manual_seed(0)
+    model = build_d2l_vit()
+    optimizer = model.configure_optimizers()
+    loader = TensorLoader(data.train_images, data.train_labels, batch_size, image_size=D2L_CONFIG["img_size"])
+    batches = iter(loader)
+    x, y = next(batches)
+    d2l_train_step(model, optimizer, x, y)  # warm-up, untimed
+    start = time.perf_counter()
+    n = 0
+    for _, (x, y) in zip(range(steps), batches):
+        d2l_train_step(model, optimizer, x, y)
+        n += len(y)
+    return n / (time.perf_counter() - start)
+
+
+def vitcourse_speed(data, steps: int, batch_size: int, device: torch.device) -> float:
+    """Images/s of `d2l_vit` trained by `fit` with the default TrainConfig (bar the batch size)."""
+    torch.manual_seed(0)
+    model = create_model("d2l_vit")
+    config = TrainConfig(epochs=1, batch_size=batch_size)
+    warm = type(data)(data.train_images[:batch_size], data.train_labels[:batch_size],
+                      data.test_images[:8], data.test_labels[:8])
+    fit(model, warm, config, device=device, progress=False)  # warm-up, untimed
+    timed = type(data)(data.train_images[:steps * batch_size], data.train_labels[:steps * batch_size],
+                       data.test_images[:8], data.test_labels[:8])
+    return fit(model, timed, config, device=device, progress=False).images_per_s
+
+
+def time_to_accuracy(budget_s: float, speed_probe: float, train_size: int | None,
+                     threads: int | None) -> dict[str, Any]:
+    """Train vit_fmnist in a child process for as many epochs as fit `budget_s` at `speed_probe`
+    images/s (a cosine schedule needs its length up front); read its history and peak memory."""
+    n_train = train_size or 60_000
+    # one epoch = training + evaluating 10k images (~1/6 of an epoch's cost)
+    epochs = max(1, int(budget_s * speed_probe / (n_train + 10_000 / 3)))
+    with tempfile.TemporaryDirectory() as out:
+        cmd = [sys.executable, "-m", "vitcourse", "train", "--model", "vit_fmnist", "--epochs", str(epochs),
+               "--out", out, "--no-progress"]
+        if train_size:
+            cmd += ["--train-size", str(train_size)]
+        if threads:
+            cmd += ["--threads", str(threads)]
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, env={**os.environ, "VITCOURSE_FAST": "0"})
+        wall = time.perf_counter() - start
+        history = json.loads((Path(out) / "history.json").read_text())
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KB on Linux
+    elapsed, time_to_90 = 0.0, None
+    for h in history:
+        elapsed += h["seconds"]
+        if time_to_90 is None and h["test_acc"] >= 0.90:
+            time_to_90 = elapsed
+    return {"epochs": epochs, "wall_s": wall, "time_to_90_s": time_to_90,
+            "final_acc": history[-1]["test_acc"], "train_img_per_s": history[-1]["images_per_s"],
+            "peak_rss_mb": peak_kb / 1024}
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cpu") if not torch.cuda.is_available() else torch.device("cuda")
+    precision = resolve_precision("auto", device)
+    steps = args.steps or (6 if args.quick else 20)
+    data = load_data(fast=False, train_size=(steps + 1) * args.batch_size, test_size=1000)
+    out: dict[str, Any] = {k: None for k in KEYS}
+    out.update(device=str(device), precision=precision, threads=torch.get_num_threads(),
+               batch_size=args.batch_size, steps=steps)
+
+    print(f"1. D2L configuration (96x96, patch 16, batch {args.batch_size}), training images/s on {device}")
+    out["d2l_img_per_s"] = d2l_speed(data, steps, args.batch_size)
+    out["vitcourse_img_per_s"] = vitcourse_speed(data, steps, args.batch_size, device)
+    out["speedup"] = out["vitcourse_img_per_s"] / out["d2l_img_per_s"]
+    print(f"   D2L (d2l.MultiHeadAttention + d2l.Classifier, fp32, SGD): {out['d2l_img_per_s']:8.1f}")
+    print(f"   vitcourse d2l_vit via fit ({precision}, AdamW):            {out['vitcourse_img_per_s']:8.1f}")
+    print(f"   speed-up: {out['speedup']:.2f}x (goal on a 2-core CPU: >= 3x)")
+
+    print("2. Achieved FLOP/s of a training step vs this machine's matmul peak, same precision")
+    flops = train_flops_per_image(create_model("d2l_vit"), D2L_CONFIG["img_size"])
+    out["train_gflop_per_image"] = flops / 1e9
+    out["peak_gflops"] = matmul_peak(precision, device) / 1e9
+    out["peak_gflops_fp32"] = matmul_peak("fp32", device) / 1e9
+    out["achieved_gflops"] = flops * out["vitcourse_img_per_s"] / 1e9
+    out["mfu"] = out["achieved_gflops"] / out["peak_gflops"]
+    out["d2l_mfu"] = flops * out["d2l_img_per_s"] / 1e9 / out["peak_gflops_fp32"]
+    print(f"   {out['train_gflop_per_image']:.2f} GFLOP per image (forward + backward)")
+    print(f"   vitcourse: {out['achieved_gflops']:.0f} GFLOP/s of a {precision} peak of "
+          f"{out['peak_gflops']:.0f}: MFU {100 * out['mfu']:.1f}%")
+    print(f"   D2L:       {flops * out['d2l_img_per_s'] / 1e9:.0f} GFLOP/s of an fp32 peak of "
+          f"{out['peak_gflops_fp32']:.0f}: MFU {100 * out['d2l_mfu']:.1f}%")
+
+    if not args.quick:
+        budget = 60 * args.budget_min
+        print(f"3. Time to accuracy: vit_fmnist within {args.budget_min:g} minutes (child process)")
+        probe = fit(create_model("vit_fmnist"), type(data)(data.train_images[:2048], data.train_labels[:2048],
+                    data.test_images[:8], data.test_labels[:8]), TrainConfig(epochs=1), device=device,
+                    progress=False).images_per_s
+        run = time_to_accuracy(budget, probe, args.train_size, args.threads)
+        out["time_to_90_s"] = run["time_to_90_s"]
+        out["acc_at_10_min"] = run["final_acc"]
+        out["budget_epochs"], out["budget_wall_s"] = run["epochs"], run["wall_s"]
+        out["peak_rss_mb"] = run["peak_rss_mb"]
+        t90 = f"{run['time_to_90_s']:.0f} s" if run["time_to_90_s"] is not None else "not reached"
+        print(f"   {run['epochs']} epochs in {run['wall_s']:.0f} s: {100 * run['final_acc']:.2f}% test accuracy "
+              f"(goal: 92% in 10 min); 90% after: {t90}")
+        print(f"4. Peak resident memory of that training process: {run['peak_rss_mb']:.0f} MB (goal < 2048 MB)")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    return 0
