@@ -138,3 +138,57 @@ def test_shifted_window_mask_wrong_regions_fails():
         win = good_partition(ids[None, :, :, None], m)[..., 0]
         return win[:, :, None] == win[:, None, :]
     fails(ch09.shifted_window_mask, two_regions, "is wrong at", "expected masked")
+
+
+# ---------------------------------------------------------------- 10.1 / 10.2
+from vitcourse.checks import ch10_compare as ch10  # noqa: E402
+
+
+def good_vit_macs(s, p, c, d, depth, mlp, k):
+    n = (s // p) ** 2
+    block = n * (3 * d * d + d * d + 2 * d * mlp) + 2 * n * n * d
+    return n * p * p * c * d + depth * block + d * k
+
+
+def test_vit_macs_reference_passes(capsys):
+    ch10.vit_macs(good_vit_macs)
+    assert "Exercise 10.1 passed" in capsys.readouterr().out
+
+
+def test_vit_macs_without_attention_fails():
+    fails(ch10.vit_macs, lambda s, p, c, d, L, m, k: good_vit_macs(s, p, c, d, L, m, k) - L * 2 * (s // p) ** 4 * d,
+          "attention itself is missing")
+
+
+def test_vit_macs_without_patch_embedding_fails():
+    fails(ch10.vit_macs, lambda s, p, c, d, L, m, k: good_vit_macs(s, p, c, d, L, m, k) - (s // p) ** 2 * p * p * c * d,
+          "patch embedding")
+
+
+def test_vit_macs_flops_instead_of_macs_fails():
+    fails(ch10.vit_macs, lambda *a: 2 * good_vit_macs(*a), "10.1", "expected")
+
+
+def good_front(rows):
+    return [n for n, c, a in rows
+            if not any(c2 <= c and a2 >= a and (c2 < c or a2 > a) for _, c2, a2 in rows)]
+
+
+def test_pareto_reference_passes(capsys):
+    ch10.pareto_front(good_front)
+    assert "Exercise 10.2 passed" in capsys.readouterr().out
+
+
+def test_pareto_keeping_everything_fails():
+    fails(ch10.pareto_front, lambda rows: [r[0] for r in rows], "includes")
+
+
+def test_pareto_sorted_output_fails():
+    fails(ch10.pareto_front, lambda rows: sorted(good_front(rows)), "wrong order")
+
+
+def test_pareto_non_strict_domination_fails():
+    # treats ties as dominating: drops both of two identical models
+    def ties_dominate(rows):
+        return [n for n, c, a in rows if not any(n2 != n and c2 <= c and a2 >= a for n2, c2, a2 in rows)]
+    fails(ch10.pareto_front, ties_dominate, "10.2")

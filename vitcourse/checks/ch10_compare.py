@@ -1,0 +1,69 @@
+"""Checks for chapter 10 (comparisons): a ViT's MACs from its shape, and the accuracy-vs-cost frontier.
+
+Every check builds its own configurations and rows and compares with a reference computed here
+(MACs counted by `vitcourse.flops` on a real model).
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from ._core import ExerciseError, exercise, expect_equal
+
+
+@exercise("10.1", "MACs of a ViT forward pass from its shape")
+def vit_macs(student: Callable[..., int]) -> None:
+    """`student(image_size, patch_size, in_channels, dim, depth, mlp_dim, num_classes)` equals the
+    multiply-accumulates `torch.utils.flop_counter` counts for a mean-pooled ViT (FLOPs / 2)."""
+    from ..flops import count_flops
+    from ..vit import ViT, ViTConfig
+
+    cases = [(28, 7, 1, 64, 2, 128, 10), (32, 4, 3, 48, 1, 96, 5), (28, 4, 1, 32, 3, 64, 10),
+             (48, 16, 3, 96, 2, 384, 7)]
+    for s, p, c, d, depth, mlp, k in cases:
+        cfg = ViTConfig(image_size=s, patch_size=p, in_channels=c, dim=d, depth=depth, heads=2,
+                        mlp_dim=mlp, num_classes=k, pool="mean")
+        expected = count_flops(ViT(cfg)) // 2
+        got = student(s, p, c, d, depth, mlp, k)
+        what = f"vit_macs(image_size={s}, patch_size={p}, in_channels={c}, dim={d}, depth={depth}, mlp_dim={mlp}, num_classes={k})"
+        n = (s // p) ** 2
+        if got == expected - depth * 2 * n * n * d:
+            raise ExerciseError(f"{what} returned {got}: the attention itself is missing, q kᵀ and "
+                                "weights · v cost N·N·D each per block")
+        if got == expected - n * p * p * c * d:
+            raise ExerciseError(f"{what} returned {got}: the patch embedding (N·P²·C·D) is missing")
+        expect_equal(what, got, expected)
+
+
+def _frontier(rows: Sequence[tuple[str, float, float]]) -> list[str]:
+    best = []
+    for name, cost, acc in rows:
+        dominated = any((c2 <= cost and a2 >= acc) and (c2 < cost or a2 > acc) for _, c2, a2 in rows)
+        if not dominated:
+            best.append(name)
+    return best
+
+
+@exercise("10.2", "the models on the accuracy-vs-cost frontier")
+def pareto_front(student: Callable[[list[tuple[str, float, float]]], list[str]]) -> None:
+    """`student(rows)` with rows (name, cost, accuracy) returns the names that no other row beats
+    on both (lower-or-equal cost and higher-or-equal accuracy, strictly better in one), in input order."""
+    cases = [
+        [("a", 1.0, 0.80), ("b", 2.0, 0.85), ("c", 3.0, 0.84), ("d", 0.5, 0.70)],
+        [("vit", 13.1, 0.89), ("t2t", 19.2, 0.90), ("swin", 66.8, 0.905), ("cnn", 22.1, 0.91)],
+        [("x", 1.0, 0.5), ("y", 1.0, 0.6), ("z", 2.0, 0.6)],
+        [("p", 5.0, 0.9), ("q", 5.0, 0.9)],
+    ]
+    for rows in cases:
+        expected = _frontier(rows)
+        got = student([tuple(r) for r in rows])
+        what = f"pareto_front({rows})"
+        if got is None or isinstance(got, str):
+            raise ExerciseError(f"{what} should return a list of names, got {got!r}")
+        got = list(got)
+        if set(got) == set(expected) and got != expected:
+            raise ExerciseError(f"{what}: right names, wrong order; keep the input order")
+        if set(got) > set(expected):
+            extra = sorted(set(got) - set(expected))
+            raise ExerciseError(f"{what} includes {extra}, but another model is at least as cheap "
+                                "and at least as accurate (and better in one of the two)")
+        expect_equal(what, got, expected)
