@@ -57,4 +57,5 @@ class LivePlot:
         for ax in self.axes:
             ax.legend()
         self.fig.tight_layout()
-        self.handle.update(self.fig)
+        if self.handle is not None:  # None when IPython has no frontend to show it in
+            self.handle.update(self.fig)
