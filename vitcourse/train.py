@@ -189,6 +189,25 @@ def _eval_sums(model: nn.Module, loader: TensorLoader, precision: str, device: t
 
 # ----------------------------------------------------------------------------- the loop
 
+def train_step(net: nn.Module, x: torch.Tensor, y: torch.Tensor, criterion: nn.Module,
+               optimizer: torch.optim.Optimizer, scheduler, scaler: torch.amp.GradScaler,
+               grad_clip: float, precision: str, device: torch.device,
+               weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step on batch (x, y); returns the (weighted) loss and the logits, detached."""
+    with autocast(precision, device):
+        logits = net(x)  # (B, classes)
+    loss = criterion(logits.float(), y) * weight
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()  # the scaler multiplies fp16 losses so small gradients survive
+    if grad_clip:
+        scaler.unscale_(optimizer)  # clip the true gradient, not the scaled one
+        nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+    scaler.step(optimizer)  # skipped by the scaler if the fp16 gradient overflowed
+    scaler.update()
+    scheduler.step()  # the learning rate moves once per step, not per epoch
+    return loss.detach(), logits.detach()
+
+
 def fit(model: nn.Module, data: FashionMNISTData, config: TrainConfig | None = None,
         device: torch.device | str | None = None, checkpoint_dir: str | Path | None = None,
         resume: bool = False, progress: bool = True, live_plot: bool = False) -> TrainResult:
@@ -293,24 +312,14 @@ def fit(model: nn.Module, data: FashionMNISTData, config: TrainConfig | None = N
                 rng_before = _rng_state(device)
                 n_global = len(y)
                 x, y = dist_utils.shard(x, y)  # this rank's slice of the global batch
-                try:
-                    with autocast(precision, device):
-                        logits = net(x)  # (B, classes)
-                    # the mean over the *global* batch, so DDP's gradient average equals 1 process
-                    loss = criterion(logits.float(), y) * (len(y) * world / n_global)
-                    optimizer.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    if config.grad_clip:
-                        scaler.unscale_(optimizer)  # clip the true gradient, not the scaled one
-                        nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                    scaler.step(optimizer)
-                    scaler.update()
-                    scheduler.step()
+                try:  # weight: the loss is a mean over the *global* batch, so DDP's average = 1 process
+                    loss, logits = train_step(net, x, y, criterion, optimizer, scheduler, scaler,
+                                              config.grad_clip, precision, device, len(y) * world / n_global)
                 except KeyboardInterrupt:  # raised inside a step: the weights are still those of
                     _set_rng_state(rng_before, device)  # the last full step in all but a tiny window
                     interrupted = True
                     break
-                loss_sum += loss.detach().double() * n_global / world  # sum over this rank's images
+                loss_sum += loss.double() * n_global / world  # sum over this rank's images
                 correct += (logits.argmax(-1) == y).sum()
                 seen += len(y)
                 step = i + 1
