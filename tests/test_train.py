@@ -108,10 +108,14 @@ def test_input_size_comes_from_the_model_config():
     assert input_size(create_model("d2l_vit", depth=1)) == 96
     assert input_size(tiny_vit()) is None  # 28x28: no resize
     assert input_size(nn.Linear(2, 2), 64) == 64
+    assert input_size(create_model("d2l_vit", depth=1, image_size=(64, 64))) == 64
+    with pytest.raises(ValueError, match="image_size"):
+        input_size(create_model("d2l_vit", depth=1, image_size=(64, 32)))
 
 
 # ------------------------------------------------------------------ the loop
 
+@pytest.mark.slow
 def test_fit_learns_and_writes_history(data, tmp_path):
     model = tiny_vit()
     result = fit(model, data, TrainConfig(epochs=3, batch_size=32, lr=1e-2), checkpoint_dir=tmp_path,
@@ -175,6 +179,7 @@ class Poisoned(nn.Module):
         return out
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(data, tmp_path):
     steps = 512 // 64
     model = Poisoned(tiny_vit(), after=steps + 3)  # NaN early in epoch 2
@@ -202,6 +207,7 @@ class Interrupting(nn.Module):
         return self.inner(x)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["sigint", "raise"])
 def test_interrupt_writes_a_checkpoint_and_resume_ends_bit_for_bit_equal(data, tmp_path, how):
     config = TrainConfig(epochs=2, batch_size=64, seed=3)  # precision "auto": bf16 on this CPU

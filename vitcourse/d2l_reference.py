@@ -25,7 +25,12 @@ D2L_EPOCHS = 10
 
 def _d2l():
     """`d2l.torch`, imported on first use (it pulls in pandas, IPython and matplotlib)."""
-    from d2l import torch as d2l
+    try:
+        from d2l import torch as d2l
+    except ImportError:
+        raise ImportError("D2L's package is needed for its reference ViT: pip install --no-deps "
+                          "'d2l==1.0.3' pandas scipy  (--no-deps: its exact pins would replace torch; "
+                          "`make setup` does this)") from None
     return d2l
 
 

@@ -121,6 +121,10 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
 def input_size(model: nn.Module, image_size: int | None = None) -> int | None:
     """The size to resize 28x28 images to: `image_size`, else the model's config.image_size."""
     size = image_size or getattr(getattr(unwrap(model), "config", None), "image_size", None)
+    if isinstance(size, (tuple, list)):
+        if len(size) != 2 or size[0] != size[1]:
+            raise ValueError(f"image_size must be square to resize Fashion-MNIST, got {tuple(size)}")
+        size = size[0]
     return None if size in (None, 28) else int(size)
 
 
