@@ -209,3 +209,12 @@ def test_create_model_and_config_round_trip():
     cfg = dataclasses.asdict(model.config)
     assert SwinConfig(**cfg) == model.config
     assert create_model("Swin-T").config.embed_dim == 96
+
+
+def test_checkpoint_round_trip_rebuilds_the_model(tmp_path):
+    from vitcourse.checkpoint import export_model, load_model
+    model = swin_fmnist(window_size=(7, 7)).eval()
+    export_model(model, tmp_path / "swin.pt")
+    again = load_model(tmp_path / "swin.pt")
+    x = torch.randn(2, 1, 28, 28)
+    torch.testing.assert_close(again(x), model(x))

@@ -167,3 +167,12 @@ def test_config_rejects_bad_values(kwargs, match):
 def test_config_round_trips_through_asdict():
     cfg = t2t_vit_fmnist().config
     assert T2TViTConfig(**dataclasses.asdict(cfg)) == cfg
+
+
+def test_checkpoint_round_trip_rebuilds_the_model(tmp_path):
+    from vitcourse.checkpoint import export_model, load_model
+    model = t2t_vit_fmnist().eval()
+    export_model(model, tmp_path / "t2t.pt")
+    again = load_model(tmp_path / "t2t.pt")
+    x = torch.randn(2, 1, 28, 28)
+    torch.testing.assert_close(again(x), model(x))
