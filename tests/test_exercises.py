@@ -192,6 +192,23 @@ def test_exercises_without_a_check_or_a_solution_are_reported(cells, problem):
         student_notebook(nb, "01_x.ipynb")
 
 
+@pytest.mark.parametrize("later, flagged", [
+    ("print(double([1]))", True),  # the student's answer, used after the exercise
+    ("print(num_patches + 1)", True),
+    ("y = Flip().forward([1])", True),
+    ("def double(numbers):\n    return [2 * n for n in numbers]\n\nprint(double([1]))", False),
+    ("print([2 * n for n in [1]])", False),
+])
+def test_cells_that_use_the_students_answer_after_the_exercise_are_reported(later, flagged):
+    cells = [nbformat.v4.new_code_cell(c.source) for c in synthetic_cells() if c.cell_type == "code"]
+    nb = nbformat.v4.new_notebook(cells=cells + [nbformat.v4.new_code_cell(later)])
+    problems = parse_notebook(nb, "98_synthetic.ipynb").problems
+    assert bool(problems) == flagged, problems
+    if flagged:
+        assert f"cell {len(cells)}: uses " in problems[0]
+        assert "must use the package's reference implementation" in problems[0]
+
+
 def test_markers_in_markdown_are_reported():
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(f"{BEGIN_SOLUTION}\nx")])
     assert any("markdown cell" in p for p in parse_notebook(nb, "01_x.ipynb").problems)

@@ -134,7 +134,8 @@ def parse_notebook(nb: Any, name: str = "notebook") -> ChapterExercises:
     Checks: markers alone on their lines, paired, not nested, same indentation, regions not
     empty; solution regions only in code cells that are not check cells, each followed by a check
     cell; hidden tests only in check cells; check ids "NN.K" with NN the chapter's number (from
-    the file name), each id once; every check cell has a solution before it.
+    the file name), each id once; every check cell has a solution before it; and no later cell
+    (other than exercise cells) uses the student's answer instead of the package's reference.
     """
     problems: list[str] = []
     exercises: list[Exercise] = []
@@ -184,7 +185,57 @@ def parse_notebook(nb: Any, name: str = "notebook") -> ChapterExercises:
     for region in pending:
         problems.append(f"{name}, cell {region.cell}: the solution region on line "
                         f"{region.start + 1} has no '# check: NN.K' cell after it")
+    if not problems:
+        problems.extend(_answers_used_later(nb, exercises, name))
     return ChapterExercises(Path(name).name, exercises, problems)
+
+
+def _answer_names(source: str, region: Region) -> list[str]:
+    """The names through which the rest of a notebook could reach a region's answer: the
+    top-level function or class around it, or the names it binds at the top level."""
+    try:
+        tree = ast.parse(_python_source(source))
+    except SyntaxError:
+        return []
+    line = region.start + 2  # 1-based line after the BEGIN marker
+    for stmt in tree.body:
+        end = getattr(stmt, "end_lineno", None) or stmt.lineno
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) \
+                and stmt.lineno < line <= end:
+            return [stmt.name]
+    lines = source.splitlines()
+    return _bound_names("\n".join(lines[region.start + 1:region.end])) or []
+
+
+def _answers_used_later(nb: Any, exercises: list[Exercise], name: str) -> list[str]:
+    """Cells after an exercise that use the student's answer instead of the package's reference
+    (in the student copy they would fail, and everything depending on them)."""
+    problems = []
+    exercise_cells = {ex.check_cell for ex in exercises} | {
+        r.cell for ex in exercises for r in ex.regions}
+    for ex in exercises:
+        answers = {n for r in ex.regions for n in _answer_names(nb.cells[r.cell].source, r)}
+        for index in range(ex.check_cell + 1, len(nb.cells)):
+            cell = nb.cells[index]
+            if index in exercise_cells or cell.cell_type != "code":
+                continue
+            try:
+                tree = ast.parse(_python_source(cell.source))
+            except SyntaxError:
+                continue
+            stored = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)
+                      and isinstance(n.ctx, ast.Store)} | {
+                n.name for n in ast.walk(tree)
+                if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+            answers -= stored  # redefined from here on: no longer the student's answer
+            used = sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)
+                           and isinstance(n.ctx, ast.Load) and n.id in answers})
+            if used:
+                problems.append(
+                    f"{name}, cell {index}: uses {', '.join(used)}, the student's answer to "
+                    f"exercise {ex.exercise_id}; code after an exercise must use the package's "
+                    "reference implementation, so an open exercise breaks nothing below it")
+    return problems
 
 
 # --- stubs -------------------------------------------------------------------------------------
