@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 NB_TIMEOUT ?= 900
 
-.PHONY: setup lab test unit notebooks student book bench checkpoint train-checkpoint sweep grade clean
+.PHONY: setup lab test unit notebooks student book bench checkpoint train-checkpoint sweep compare grade clean
 
 setup: $(STAMP)
 
@@ -72,6 +72,12 @@ bench: $(STAMP)
 SWEEP_ARGS ?=
 sweep: $(STAMP)
 	nice -n 10 $(BIN)/python -m vitcourse sweep --csv data/results/scaling.csv $(SWEEP_ARGS)
+
+# Chapter 10's comparison (ViT, T2T-ViT, Swin, ResNet; same loop and budget) into
+# data/results/comparisons.csv. COMPARE_ARGS="--epochs 5 --train-size 20000" to shorten it.
+COMPARE_ARGS ?= --epochs 5
+compare: $(STAMP)
+	nice -n 10 $(BIN)/python -m vitcourse.compare --out data/results/comparisons.csv $(COMPARE_ARGS)
 
 # The course site in _build/html, every chapter executed: FAST=1 (default) fast mode, FAST=0 full
 # runs (the published site: a GPU or the shipped checkpoints). Offline; see tools/book.py.

@@ -1,0 +1,132 @@
+"""Chapter 10's experiment: ViT vs T2T-ViT vs Swin vs a ResNet on Fashion-MNIST, same loop, same budget.
+
+`compare(...)` trains each model with `vitcourse.train.fit` and one `TrainConfig`, then measures
+parameters, MACs per image (`vitcourse.flops`), test accuracy, training and inference throughput.
+`make compare` runs it on the full data and writes ``data/results/comparisons.csv``; the chapter
+reads that file and re-runs a tiny version live in fast mode.
+
+    python -m vitcourse.compare --epochs 5 --out data/results/comparisons.csv
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from .data import FashionMNISTData, load_data
+from .flops import count_flops, count_parameters
+from .models import create_model
+from .settings import get_device, seed_everything
+
+MODELS: tuple[str, ...] = ("vit_fmnist", "t2t_vit_fmnist", "swin_fmnist", "resnet_fmnist")
+FAMILY = {"vit_fmnist": "ViT", "t2t_vit_fmnist": "T2T-ViT", "swin_fmnist": "Swin",
+          "resnet_fmnist": "ResNet (CNN)"}
+RESULTS_CSV = Path(__file__).resolve().parents[1] / "data" / "results" / "comparisons.csv"
+COLUMNS = ("model", "family", "params", "macs", "epochs", "train_size", "test_size", "test_acc",
+           "train_images_per_s", "infer_images_per_s", "wall_time_s", "device", "torch")
+
+# ImageNet-1k top-1 (trained on ImageNet-1k only, 224x224 unless said) as the papers report them.
+PAPER_IMAGENET = [
+    # model, params (M), MACs (G), top-1 (%), source
+    ("ViT-B/16 (ImageNet-1k only)", 86.6, 55.5, 77.9, "Dosovitskiy et al. 2021 at 384x384, as quoted in DeiT Table 1"),
+    ("DeiT-S", 22.1, 4.6, 79.8, "Touvron et al. 2021, Table 1"),
+    ("T2T-ViT-14", 21.5, 4.8, 81.5, "Yuan et al. 2021, Table 1"),
+    ("Swin-T", 28.3, 4.5, 81.3, "Liu et al. 2021, Table 1(a); torchvision's recipe: 81.5"),
+    ("ResNet-50", 25.6, 4.1, 76.1, "torchvision weights V1 (the papers' baseline row)"),
+]
+
+
+@torch.no_grad()
+def inference_throughput(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 256,
+                         device: torch.device | str = "cpu", repeats: int = 2) -> float:
+    """Images per second of `predict`-style forward passes (eval mode, no grad), best of `repeats`."""
+    from .data import normalize
+    device = torch.device(device)
+    model = model.to(device).eval()
+    x = normalize(images[: max(batch_size, min(len(images), 2048))]).to(device)
+    model(x[:batch_size])  # warm-up: allocator, kernels
+    best = 0.0
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for i in range(0, len(x), batch_size):
+            model(x[i:i + batch_size])
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        best = max(best, len(x) / (time.perf_counter() - t0))
+    return best
+
+
+def compare(data: FashionMNISTData, models: tuple[str, ...] = MODELS, epochs: int = 5,
+            device: str | None = None, progress: bool = False, seed: int = 0) -> list[dict]:
+    """Train every model in `models` with the same `TrainConfig(epochs=epochs)`; one row per model."""
+    from .train import TrainConfig, fit
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
+    unknown = [m for m in models if m not in FAMILY]
+    if unknown:
+        raise ValueError(f"models must be among {list(FAMILY)}, got {unknown}")
+    dev = get_device(device)
+    rows = []
+    for name in models:
+        seed_everything(seed)
+        model = create_model(name)
+        params, macs = count_parameters(model), count_flops(model) // 2
+        result = fit(model, data, TrainConfig(epochs=epochs, seed=seed), device=dev, progress=progress)
+        rows.append({
+            "model": name, "family": FAMILY[name], "params": params, "macs": macs, "epochs": epochs,
+            "train_size": len(data.train_labels), "test_size": len(data.test_labels),
+            "test_acc": round(result.test_accuracy, 4),
+            "train_images_per_s": round(result.images_per_s, 1),
+            "infer_images_per_s": round(inference_throughput(result.model, data.test_images, device=dev), 1),
+            "wall_time_s": round(result.wall_time_s, 1),
+            "device": dev.type if dev.type != "cpu" else f"cpu ({platform.machine()}, "
+                                                         f"{torch.get_num_threads()} threads)",
+            "torch": torch.__version__,
+        })
+    return rows
+
+
+def write_csv(rows: list[dict], path: str | Path = RESULTS_CSV) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def read_csv(path: str | Path = RESULTS_CSV) -> list[dict]:
+    """The committed results; raises a clear error naming the make target if the file is missing."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run `make compare` to produce it")
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--train-size", type=int, default=None, help="stratified subset (default: all 60,000)")
+    parser.add_argument("--test-size", type=int, default=None, help="stratified subset (default: all 10,000)")
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--out", default=str(RESULTS_CSV))
+    args = parser.parse_args(argv)
+    data = load_data(fast=False, train_size=args.train_size, test_size=args.test_size)
+    rows = compare(data, tuple(args.models), args.epochs, args.device, progress=True)
+    for row in rows:
+        print(row)
+    print("wrote", write_csv(rows, args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
