@@ -40,6 +40,17 @@ PAPER_IMAGENET = [
 ]
 
 
+def pareto_front(rows: list[tuple[str, float, float]]) -> list[str]:
+    """Names of the rows (name, cost, accuracy) that no other row beats on both counts (at most the
+    cost and at least the accuracy, strictly better in one), in input order."""
+    front = []
+    for name, cost, acc in rows:
+        beaten = any(c2 <= cost and a2 >= acc and (c2 < cost or a2 > acc) for _, c2, a2 in rows)
+        if not beaten:
+            front.append(name)
+    return front
+
+
 @torch.no_grad()
 def inference_throughput(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 256,
                          device: torch.device | str = "cpu", repeats: int = 2) -> float:
