@@ -74,8 +74,8 @@ sweep: $(STAMP)
 	nice -n 10 $(BIN)/python -m vitcourse sweep --csv data/results/scaling.csv $(SWEEP_ARGS)
 
 # Chapter 10's comparison (ViT, T2T-ViT, Swin, ResNet; same loop and budget) into
-# data/results/comparisons.csv. COMPARE_ARGS="--epochs 5 --train-size 20000" to shorten it.
-COMPARE_ARGS ?= --epochs 5
+# data/results/comparisons.csv (~18 min on 2 cores). COMPARE_ARGS="--epochs 2 --train-size 4000" to shorten it.
+COMPARE_ARGS ?= --epochs 3
 compare: $(STAMP)
 	nice -n 10 $(BIN)/python -m vitcourse.compare --out data/results/comparisons.csv $(COMPARE_ARGS)
 

@@ -5,7 +5,7 @@ parameters, MACs per image (`vitcourse.flops`), test accuracy, training and infe
 `make compare` runs it on the full data and writes ``data/results/comparisons.csv``; the chapter
 reads that file and re-runs a tiny version live in fast mode.
 
-    python -m vitcourse.compare --epochs 5 --out data/results/comparisons.csv
+    python -m vitcourse.compare --epochs 3 --out data/results/comparisons.csv
 """
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def inference_throughput(model: torch.nn.Module, images: torch.Tensor, batch_siz
     return best
 
 
-def compare(data: FashionMNISTData, models: tuple[str, ...] = MODELS, epochs: int = 5,
+def compare(data: FashionMNISTData, models: tuple[str, ...] = MODELS, epochs: int = 3,
             device: str | None = None, progress: bool = False, seed: int = 0) -> list[dict]:
     """Train every model in `models` with the same `TrainConfig(epochs=epochs)`; one row per model."""
     from .train import TrainConfig, fit
@@ -124,7 +124,7 @@ def read_csv(path: str | Path = RESULTS_CSV) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--train-size", type=int, default=None, help="stratified subset (default: all 60,000)")
     parser.add_argument("--test-size", type=int, default=None, help="stratified subset (default: all 10,000)")
     parser.add_argument("--models", nargs="+", default=list(MODELS))
