@@ -290,3 +290,106 @@ def test_mean_attention_distance_of_a_real_model_is_within_the_image(images):
     d = A.mean_attention_distance(atts, model.grid_size, 7, model.num_prefix_tokens)
     assert d.shape == (2, model.config.heads)
     assert (d >= 0).all() and (d <= 21 * math.sqrt(2)).all()
+
+
+# ---------------------------------------------------------------- chapter 06 exercise checks
+from vitcourse.checks import ExerciseError  # noqa: E402
+from vitcourse.checks import ch06_inside as ch06  # noqa: E402
+
+
+def fails(check, answer, *fragments: str) -> None:
+    with pytest.raises(ExerciseError) as info:
+        check(answer)
+    for fragment in fragments:
+        assert fragment in str(info.value), f"{fragment!r} not in {str(info.value)!r}"
+
+
+def good_similarity(pos_embed, grid, num_prefix_tokens):
+    e = pos_embed[0, num_prefix_tokens:]
+    e = e / e.norm(dim=-1, keepdim=True)
+    return (e @ e.T).reshape(*grid, *grid)
+
+
+def test_check_06_1_passes_the_reference_and_names_the_usual_mistakes(capsys):
+    assert ch06.position_similarity.exercise_id == "06.1"
+    ch06.position_similarity(good_similarity)
+    assert "Exercise 06.1 passed" in capsys.readouterr().out
+    ch06.position_similarity(A.position_similarity)
+
+    def dot(pe, grid, k):
+        e = pe[0, k:]
+        return (e @ e.T).reshape(*grid, *grid)
+
+    def with_cls(pe, grid, k):
+        e = pe[0] / pe[0].norm(dim=-1, keepdim=True)
+        return e @ e.T
+
+    fails(ch06.position_similarity, dot, "06.1", "dot products")
+    fails(ch06.position_similarity, with_cls, "leave out the class token")
+    fails(ch06.position_similarity, lambda pe, grid, k: good_similarity(pe, grid, k).transpose(0, 1),
+          "wrong values")
+    with pytest.raises(NotImplementedError, match="06.1"):
+        ch06.position_similarity(lambda *a: (_ for _ in ()).throw(NotImplementedError()))
+
+
+def good_rollout(attentions, head_fusion="mean"):
+    result = None
+    for a in attentions:
+        a = (a.mean(1) if head_fusion == "mean" else a.amax(1)) + torch.eye(a.shape[-1])
+        a = a / a.sum(-1, keepdim=True)
+        result = a if result is None else a @ result
+    return result
+
+
+def test_check_06_2_passes_the_reference_and_names_the_usual_mistakes(capsys):
+    ch06.rollout(good_rollout)
+    ch06.rollout(lambda atts, fusion: A.rollout_matrix(atts, head_fusion=fusion))
+    assert "Exercise 06.2 passed" in capsys.readouterr().out
+
+    def fuse(a, fusion):
+        return a.mean(1) if fusion == "mean" else a.amax(1)
+
+    def no_keepdim(attentions, fusion):
+        result = None
+        for a in attentions:
+            a = fuse(a, fusion) + torch.eye(a.shape[-1])
+            a = a / a.sum(-1)[:, None, :]  # the widely copied bug, batched
+            result = a if result is None else a @ result
+        return result
+
+    def no_identity(attentions, fusion):
+        result = None
+        for a in attentions:
+            a = fuse(a, fusion)
+            a = a / a.sum(-1, keepdim=True)
+            result = a if result is None else a @ result
+        return result
+
+    def reversed_order(attentions, fusion):
+        result = None
+        for a in attentions:
+            a = fuse(a, fusion) + torch.eye(a.shape[-1])
+            a = a / a.sum(-1, keepdim=True)
+            result = a if result is None else result @ a
+        return result
+
+    fails(ch06.rollout, no_keepdim, "keepdim=True")
+    fails(ch06.rollout, no_identity, "identity is missing")
+    fails(ch06.rollout, reversed_order, "wrong order")
+    fails(ch06.rollout, lambda atts, fusion: good_rollout(atts, fusion)[:, 0], "wrong shape")
+    fails(ch06.rollout, lambda atts, fusion: good_rollout(atts, "mean"), "max")  # ignores head_fusion
+
+
+def good_distance(attn, grid, patch_size):
+    d = A.patch_distances(grid, patch_size)
+    return float((attn * d).sum(-1).mean())
+
+
+def test_check_06_3_passes_the_reference_and_names_the_usual_mistakes(capsys):
+    ch06.mean_distance(good_distance)
+    assert "Exercise 06.3 passed" in capsys.readouterr().out
+    fails(ch06.mean_distance, lambda a, g, p: good_distance(a, g, p) / p, "in patches")
+    fails(ch06.mean_distance, lambda a, g, p: good_distance(a, g, p) + 1.0, "0 pixels away")
+    fails(ch06.mean_distance, lambda a, g, p: float((a * A.patch_distances(g, p)).sum(-1).max()),
+          "expected", "average over queries")
+    fails(ch06.mean_distance, lambda a, g, p: "far", "should return a number")

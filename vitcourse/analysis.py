@@ -304,6 +304,31 @@ def mean_attention_distance(attentions: AttentionList, grid: tuple[int, int], pa
     return per_query.mean(dim=(1, 3))  # (L, H)
 
 
+def model_attention_distance(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """`mean_attention_distance` of `model` over many `images`, captured batch by batch: (L, heads).
+
+    Distances are in the model's input pixels (patch size `model.config.patch_size`); each batch
+    counts in proportion to its number of images.
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    grid = tuple(getattr(model, "grid_size", ()))
+    patch = getattr(getattr(model, "config", None), "patch_size", None)
+    if len(grid) != 2 or not isinstance(patch, int):
+        raise ValueError("model must have `.grid_size` and `.config.patch_size` (a vitcourse ViT), "
+                         f"got a {type(model).__name__}")
+    prefix = int(getattr(model, "num_prefix_tokens", 0))
+    total, count = None, 0
+    for start in range(0, len(images), batch_size):
+        batch = images[start:start + batch_size]
+        d = mean_attention_distance(capture_attention(model, batch), grid, patch, prefix) * len(batch)
+        total = d if total is None else total + d
+        count += len(batch)
+    if total is None:
+        raise ValueError("images must hold at least one image, got none")
+    return total / count
+
+
 # ----------------------------------------------------------------------------------------------
 # Position embeddings (Figure 7, centre) and patch-embedding filters (Figure 7, left)
 # ----------------------------------------------------------------------------------------------
@@ -506,12 +531,12 @@ def upsample_map(attn_map: torch.Tensor, image_size: tuple[int, int]) -> torch.T
 
 def overlay_attention(ax, image: torch.Tensor, attn_map: torch.Tensor, alpha: float = 0.55,
                       cmap: str = "inferno"):
-    """Draw `image` (H, W) in grey with `attn_map` (gh, gw), scaled to [0, 1], on top. Returns the
-    map's AxesImage."""
+    """Draw `image` (H, W) in grey with `attn_map` (gh, gw) on top, coloured from 0 to the map's
+    largest value (not min-max stretched: a nearly even map should look even). Returns the map's
+    AxesImage."""
     img = image.float().squeeze()
-    m = attn_map.float()
-    m = (m - m.min()) / (m.max() - m.min()).clamp_min(1e-12)
+    m = attn_map.detach().float()
     ax.imshow(img.numpy(), cmap="gray", interpolation="nearest")
     h, w = img.shape
-    return ax.imshow(upsample_map(m, (h, w)).numpy(), cmap=cmap, alpha=alpha, vmin=0, vmax=1,
-                     interpolation="nearest")
+    return ax.imshow(upsample_map(m, (h, w)).numpy(), cmap=cmap, alpha=alpha, vmin=0,
+                     vmax=max(float(m.max()), 1e-12), interpolation="nearest")

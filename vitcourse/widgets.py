@@ -50,6 +50,16 @@ def _check_images(images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Ten
     return images, labels
 
 
+class StaticFigure(Figure):
+    """A Figure that shows itself as a PNG in Jupyter even before pyplot's inline backend is set
+    up (a notebook's first figure may come from a widget), and that pyplot does not track."""
+
+    def _repr_png_(self) -> bytes:
+        buf = io.BytesIO()
+        self.savefig(buf, format="png", dpi=self.dpi)
+        return buf.getvalue()
+
+
 class _Explorer:
     """Shared machinery: controls -> redraw into a PNG `Image` widget; `.figure()` for a static copy."""
 
@@ -81,7 +91,7 @@ class _Explorer:
 
     def figure(self) -> Figure:
         """A new matplotlib Figure showing the current state."""
-        fig = Figure(figsize=self.figsize, dpi=self.dpi)
+        fig = StaticFigure(figsize=self.figsize, dpi=self.dpi)
         FigureCanvasAgg(fig)
         self._draw(fig)
         return fig
