@@ -142,16 +142,18 @@ def plot_model_size(rows: list[dict[str, Any]], ax=None):
     """Test accuracy vs parameter count on the model-size axis, one line per family."""
     plt = _plt()
     ax = ax or plt.subplots(figsize=(6.5, 4.2))[1]
+    sizes = set()
     for fam in ("vit", "cnn"):
         pts = sorted((r for r in on_axis(rows, "model") if r["family"] == fam), key=lambda r: r["params"])
         if pts:
             ax.plot([r["params"] for r in pts], [100 * r["test_accuracy"] for r in pts], "-o",
                     color=COLORS[fam], label=fam)
-            n = pts[0]["train_size"]
+            sizes |= {r["train_size"] for r in pts}
     ax.set_xscale("log")
     ax.set_xlabel("parameters (log scale)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"Model size: three widths per family, {n:,} training images" if rows else "Model size")
+    where = f", {', '.join(f'{n:,}' for n in sorted(sizes))} training images" if sizes else ""
+    ax.set_title(f"Accuracy vs model size{where}")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return ax
