@@ -27,14 +27,14 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 CONFIG = ROOT / "book.yml"
 LANDING = "index"  # notebooks/index.md, the site's index.html
-CHAPTER_RE = re.compile(r"^\d\d_[A-Za-z0-9_]+\.ipynb$")
+CHAPTER_GLOB = "[0-9][0-9]_*.ipynb"  # notebooks/NN_name.ipynb, as CONTRIBUTING.md names chapters
 
 
 def chapters(source: Path = NOTEBOOKS) -> list[Path]:
     """The chapter notebooks ``NN_name.ipynb`` in `source`, in order."""
     if not source.is_dir():
         raise ValueError(f"source must be a folder of notebooks, got {str(source)!r}")
-    return sorted(p for p in source.iterdir() if CHAPTER_RE.match(p.name))
+    return sorted(source.glob(CHAPTER_GLOB))
 
 
 def first_heading(path: Path) -> str:

@@ -1,10 +1,11 @@
 """Refresh the JavaScript the book serves itself: MathJax 3, RequireJS, the ipywidgets embedder.
 
 Out of the box, Jupyter Book pages load these from CDNs, so an offline site shows raw TeX and
-blank widgets. We commit a trimmed copy under ``book/extra/vendor/`` (about 6 MB; the licences allow it)
-so that building the book needs no network at all. This script is for maintainers only, to bump
-a version: it fetches the pinned packages with ``npm pack`` (the npm registry), copies the files
-the site loads, and writes ``book/extra/vendor/VERSIONS.json``.
+blank widgets. We commit a trimmed copy under ``book/extra/vendor/`` (about 6.7 MB; the licences
+allow it) so that building the book needs no network at all. This script is for maintainers
+only, to bump a version: it fetches the pinned packages with ``npm pack`` (the npm registry),
+copies the files the site loads, and writes ``book/extra/vendor/VERSIONS.json``. Next to them,
+``widgets-config.js`` is ours (it tells RequireJS where html-manager lives) and is left alone.
 
     .venv/bin/python tools/book_vendor.py          # re-vendor the pinned versions
     .venv/bin/python tools/book_vendor.py --check  # list what is vendored, fetch nothing
@@ -136,7 +137,8 @@ def describe() -> dict[str, int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="print what is vendored; fetch nothing")
+    parser.add_argument("--check", action="store_true",
+                        help="print what is vendored; fetch nothing")
     args = parser.parse_args(argv)
     if not args.check:
         if shutil.which("npm") is None:
