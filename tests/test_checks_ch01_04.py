@@ -332,3 +332,41 @@ def test_class_token_without_positions_fails():
 
 def test_class_token_missing_fails():
     fails(ch03.add_class_token, lambda t, c, p: t + p[:, 1:], "wrong shape", "expected (2, 5, 6), got (2, 4, 6)")
+
+
+# ---------------------------------------------------------------- 04.1 / 04.2 (checks only; the chapter 04 notebook is not written yet)
+from vitcourse.checks import ch04_vit as ch04  # noqa: E402
+
+
+def good_param_count(cfg):
+    d, n = cfg.dim, (cfg.image_size // cfg.patch_size) ** 2
+    prefix = 1 if cfg.pool == "cls" else 0
+    block = 4 * d + (3 * d * d + 3 * d) + (d * d + d) + 2 * d * cfg.mlp_dim + cfg.mlp_dim + d
+    return (cfg.patch_size ** 2 * cfg.in_channels * d + d + prefix * d + (n + prefix) * d
+            + cfg.depth * block + 2 * d + d * cfg.num_classes + cfg.num_classes)
+
+
+def test_param_count_reference_passes(capsys):
+    ch04.param_count(good_param_count)
+    assert "Exercise 04.1 passed" in capsys.readouterr().out
+
+
+def test_param_count_without_final_norm_fails():
+    fails(ch04.param_count, lambda cfg: good_param_count(cfg) - 2 * cfg.dim, "04.1", "final LayerNorm")
+
+
+def good_vit_forward(model, x):
+    t = model.patch_embed(x)
+    t = torch.cat([model.cls_token.expand(t.shape[0], -1, -1), t], 1) + model.pos_embed
+    for b in model.blocks:
+        t = b(t)
+    return model.head(model.norm(t)[:, 0])
+
+
+def test_vit_forward_reference_passes(capsys):
+    ch04.vit_forward(good_vit_forward)
+    assert "Exercise 04.2 passed" in capsys.readouterr().out
+
+
+def test_vit_forward_mean_pooling_fails():
+    fails(ch04.vit_forward, lambda m, x: m.head(m.forward_features(x)[:, 1:].mean(1)), "04.2", "tokens[:, 0]")
