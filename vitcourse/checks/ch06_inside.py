@@ -27,7 +27,7 @@ def _same(a: object, b: torch.Tensor, atol: float = 1e-5) -> bool:
     return isinstance(a, torch.Tensor) and a.shape == b.shape and torch.allclose(a.float(), b.float(), atol=atol)
 
 
-@exercise("06.1", "cosine similarity of position embeddings")
+@exercise("06.1", "cosine similarity of position embeddings", difficulty="easy", minutes=10)
 def position_similarity(student: Callable[[torch.Tensor, tuple[int, int], int], torch.Tensor]) -> None:
     """`student(pos_embed (1, prefix + gh*gw, D), (gh, gw), num_prefix_tokens) -> (gh, gw, gh, gw)`."""
     from ..analysis import position_similarity as reference
@@ -51,7 +51,7 @@ def position_similarity(student: Callable[[torch.Tensor, tuple[int, int], int], 
         expect_close(what, got, expected, atol=1e-5)
 
 
-@exercise("06.2", "attention rollout through the layers")
+@exercise("06.2", "attention rollout through the layers", difficulty="medium", minutes=20)
 def rollout(student: Callable[[list[torch.Tensor], str], torch.Tensor]) -> None:
     """`student(attentions: list of (B, heads, N, N), head_fusion: "mean" | "max") -> (B, N, N)`:
     fuse the heads, add the identity, renormalise rows, multiply later layers on the left."""
@@ -93,7 +93,8 @@ def rollout(student: Callable[[list[torch.Tensor], str], torch.Tensor]) -> None:
         expect_close(what, got, expected, atol=1e-5)
 
 
-@exercise("06.3", "mean attention distance of one attention map")
+@exercise("06.3", "mean attention distance of one attention map", difficulty="hard",
+          minutes=25)
 def mean_distance(student: Callable[[torch.Tensor, tuple[int, int], int], float]) -> None:
     """`student(attn (N, N) over patches, (gh, gw), patch_size) -> float`: the attention-weighted
     distance in pixels between query and key patch centres, averaged over the query patches."""

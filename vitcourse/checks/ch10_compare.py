@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 from ._core import ExerciseError, exercise, expect_equal
 
 
-@exercise("10.1", "MACs of a ViT forward pass from its shape")
+@exercise("10.1", "MACs of a ViT forward pass from its shape", difficulty="medium", minutes=20)
 def vit_macs(student: Callable[..., int]) -> None:
     """`student(image_size, patch_size, in_channels, dim, depth, mlp_dim, num_classes)` equals the
     multiply-accumulates `torch.utils.flop_counter` counts for a mean-pooled ViT (FLOPs / 2)."""
@@ -34,7 +34,7 @@ def vit_macs(student: Callable[..., int]) -> None:
         expect_equal(what, got, expected)
 
 
-@exercise("10.2", "the models on the accuracy-vs-cost frontier")
+@exercise("10.2", "the models on the accuracy-vs-cost frontier", difficulty="easy", minutes=15)
 def pareto_front(student: Callable[[list[tuple[str, float, float]]], list[str]]) -> None:
     """`student(rows)` with rows (name, cost, accuracy) returns the names that no other row beats
     on both (lower-or-equal cost and higher-or-equal accuracy, strictly better in one), in input order."""
