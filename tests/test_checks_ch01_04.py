@@ -10,18 +10,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
-from vitcourse.checks import ExerciseError
+from helpers import fails
 from vitcourse.checks import ch01_patches as ch01
-
-
-def fails(check, answer, *fragments: str) -> str:
-    """Run `check(answer)`, expect an ExerciseError whose message holds every fragment."""
-    with pytest.raises(ExerciseError) as info:
-        check(answer)
-    message = str(info.value)
-    for fragment in fragments:
-        assert fragment in message, f"{fragment!r} not in {message!r}"
-    return message
 
 
 def test_checks_carry_their_exercise_ids():

@@ -7,18 +7,9 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from vitcourse.checks import ExerciseError
+from helpers import fails
 from vitcourse.checks import ch08_t2t as ch08
 from vitcourse.checks import ch09_swin as ch09
-
-
-def fails(check, answer, *fragments: str) -> str:
-    with pytest.raises(ExerciseError) as info:
-        check(answer)
-    message = str(info.value)
-    for fragment in fragments:
-        assert fragment in message, f"{fragment!r} not in {message!r}"
-    return message
 
 
 def test_ids():

@@ -272,71 +272,11 @@ def test_config_is_a_dataclass_with_documented_defaults():
 
 # ---- D2L chapter 11.8 ------------------------------------------------------------------------
 def d2l_chapter_vit():
-    """D2L 11.8's ViT, as the book writes it (its classes are not in the d2l package), built on
-    d2l's own MultiHeadAttention."""
-    from d2l import torch as d2l
-    from torch import nn
+    """D2L 11.8's ViT as the book writes and calls it, ViT(96, 16, 512, 2048, 8, 2, 0.1, 0.1), on
+    d2l's own MultiHeadAttention (vitcourse.d2l_reference holds the book's classes)."""
+    from vitcourse.d2l_reference import build_d2l_vit
 
-    class PatchEmbedding(nn.Module):
-        def __init__(self, img_size=96, patch_size=16, num_hiddens=512):
-            super().__init__()
-            self.num_patches = (img_size // patch_size) ** 2
-            self.conv = nn.LazyConv2d(num_hiddens, kernel_size=patch_size, stride=patch_size)
-
-        def forward(self, X):
-            return self.conv(X).flatten(2).transpose(1, 2)
-
-    class ViTMLP(nn.Module):
-        def __init__(self, mlp_num_hiddens, mlp_num_outputs, dropout=0.5):
-            super().__init__()
-            self.dense1 = nn.LazyLinear(mlp_num_hiddens)
-            self.gelu = nn.GELU()
-            self.dropout1 = nn.Dropout(dropout)
-            self.dense2 = nn.LazyLinear(mlp_num_outputs)
-            self.dropout2 = nn.Dropout(dropout)
-
-        def forward(self, x):
-            return self.dropout2(self.dense2(self.dropout1(self.gelu(self.dense1(x)))))
-
-    class ViTBlock(nn.Module):
-        def __init__(self, num_hiddens, norm_shape, mlp_num_hiddens, num_heads, dropout, use_bias=False):
-            super().__init__()
-            self.ln1 = nn.LayerNorm(norm_shape)
-            self.attention = d2l.MultiHeadAttention(num_hiddens, num_heads, dropout, use_bias)
-            self.ln2 = nn.LayerNorm(norm_shape)
-            self.mlp = ViTMLP(mlp_num_hiddens, num_hiddens, dropout)
-
-        def forward(self, X, valid_lens=None):
-            X = X + self.attention(*([self.ln1(X)] * 3), valid_lens)
-            return X + self.mlp(self.ln2(X))
-
-    class ViT(nn.Module):
-        def __init__(self, img_size, patch_size, num_hiddens, mlp_num_hiddens, num_heads, num_blks,
-                     emb_dropout, blk_dropout, use_bias=False, num_classes=10):
-            super().__init__()
-            self.patch_embedding = PatchEmbedding(img_size, patch_size, num_hiddens)
-            self.cls_token = nn.Parameter(torch.zeros(1, 1, num_hiddens))
-            num_steps = self.patch_embedding.num_patches + 1
-            self.pos_embedding = nn.Parameter(torch.randn(1, num_steps, num_hiddens))
-            self.dropout = nn.Dropout(emb_dropout)
-            self.blks = nn.Sequential()
-            for i in range(num_blks):
-                self.blks.add_module(f"{i}", ViTBlock(num_hiddens, num_hiddens, mlp_num_hiddens,
-                                                      num_heads, blk_dropout, use_bias))
-            self.head = nn.Sequential(nn.LayerNorm(num_hiddens), nn.LazyLinear(num_classes))
-
-        def forward(self, X):
-            X = self.patch_embedding(X)
-            X = torch.cat((self.cls_token.expand(X.shape[0], -1, -1), X), 1)
-            X = self.dropout(X + self.pos_embedding)
-            for blk in self.blks:
-                X = blk(X)
-            return self.head(X[:, 0])
-
-    # the book's call: ViT(96, 16, 512, 2048, 8, 2, 0.1, 0.1, lr=0.1)
-    model = ViT(96, 16, 512, 2048, 8, 2, 0.1, 0.1)
-    model(torch.zeros(1, 1, 96, 96))  # materialise the lazy layers
-    return model
+    return build_d2l_vit()
 
 
 def test_d2l_preset_is_d2l_chapter_model():
