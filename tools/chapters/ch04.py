@@ -275,6 +275,14 @@ models are built on PyTorch's **meta device**: every tensor has a shape but no m
 632-million-parameter ViT-H costs nothing to count.
 """),
     code(r"""
+# timm, the independent implementation we compare with (in the course's test extras; `make lab`
+# has installed it locally).
+import sys
+
+if "google.colab" in sys.modules:
+    %pip install -q timm
+"""),
+    code(r"""
 import timm
 import torchvision
 
