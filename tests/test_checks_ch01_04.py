@@ -324,7 +324,7 @@ def test_class_token_missing_fails():
     fails(ch03.add_class_token, lambda t, c, p: t + p[:, 1:], "wrong shape", "expected (2, 5, 6), got (2, 4, 6)")
 
 
-# ---------------------------------------------------------------- 04.1 / 04.2 (checks only; the chapter 04 notebook is not written yet)
+# ---------------------------------------------------------------- 04.1 (forward pass) / 04.2 (parameter count)
 from vitcourse.checks import ch04_vit as ch04  # noqa: E402
 
 
@@ -338,11 +338,11 @@ def good_param_count(cfg):
 
 def test_param_count_reference_passes(capsys):
     ch04.param_count(good_param_count)
-    assert "Exercise 04.1 passed" in capsys.readouterr().out
+    assert "Exercise 04.2 passed" in capsys.readouterr().out
 
 
 def test_param_count_without_final_norm_fails():
-    fails(ch04.param_count, lambda cfg: good_param_count(cfg) - 2 * cfg.dim, "04.1", "final LayerNorm")
+    fails(ch04.param_count, lambda cfg: good_param_count(cfg) - 2 * cfg.dim, "04.2", "final LayerNorm")
 
 
 def good_vit_forward(model, x):
@@ -355,8 +355,8 @@ def good_vit_forward(model, x):
 
 def test_vit_forward_reference_passes(capsys):
     ch04.vit_forward(good_vit_forward)
-    assert "Exercise 04.2 passed" in capsys.readouterr().out
+    assert "Exercise 04.1 passed" in capsys.readouterr().out
 
 
 def test_vit_forward_mean_pooling_fails():
-    fails(ch04.vit_forward, lambda m, x: m.head(m.forward_features(x)[:, 1:].mean(1)), "04.2", "tokens[:, 0]")
+    fails(ch04.vit_forward, lambda m, x: m.head(m.forward_features(x)[:, 1:].mean(1)), "04.1", "tokens[:, 0]")

@@ -203,7 +203,7 @@ vertical stripes appear: channels with the same sign in every row, the shared de
 cosine column measured. Note the colour scales: the stream grows about fivefold before the final
 LayerNorm rescales it.
 
-### Exercise 04.2: the forward pass
+### Exercise 04.1: the forward pass
 Write `vit_forward(model, images)` for a **class-token** ViT (`pool="cls"`) from its parts, the
 table in section 1: `model.patch_embed`, `model.cls_token` $(1, 1, D)$, `model.pos_embed`
 $(1, 1 + N, D)$, `model.pos_drop`, `model.blocks` (a list of blocks, each $(B, 1 + N, D) \to (B, 1 + N, D)$),
@@ -222,7 +222,7 @@ def vit_forward(model: ViT, images: torch.Tensor) -> torch.Tensor:
     ### END SOLUTION
 """),
     code(r"""
-# check: 04.2
+# check: 04.1
 check.vit_forward(vit_forward)
 """),
     md(r"""
@@ -241,7 +241,7 @@ $N$ patches, $L$ blocks and $K$ classes, a class-token ViT with learned position
 | final LayerNorm | $2D$ |
 | head | $DK + K$ |
 
-### Exercise 04.1: count the parameters
+### Exercise 04.2: count the parameters
 Write `param_count(config)` that returns the number of parameters of `ViT(config)` **without
 building it**, from the fields of a `ViTConfig` (`image_size`, `patch_size`, `in_channels`, `dim`,
 `depth`, `mlp_dim`, `num_classes`, `pool`; `config.num_patches` gives $N$). With `pool="mean"`
@@ -263,7 +263,7 @@ def param_count(config: ViTConfig) -> int:
     ### END SOLUTION
 """),
     code(r"""
-# check: 04.1
+# check: 04.2
 check.param_count(param_count)
 """),
     md(r"""

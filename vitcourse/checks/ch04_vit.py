@@ -22,7 +22,7 @@ def _configs() -> list[Any]:
     ]
 
 
-@exercise("04.1", "count a ViT's parameters from its configuration", difficulty="medium", minutes=20)
+@exercise("04.2", "count a ViT's parameters from its configuration", difficulty="medium", minutes=20)
 def param_count(student_param_count: Callable[[Any], int]) -> None:
     """`student_param_count(config)` equals the number of parameters of `ViT(config)` (learned
     position embeddings; class token when pool == "cls", none when pool == "mean")."""
@@ -54,7 +54,7 @@ def param_count(student_param_count: Callable[[Any], int]) -> None:
                             + (f" (off by {expected - got:,}: {hint})" if hint else ""))
 
 
-@exercise("04.2", "assemble the ViT forward pass from the model's parts", difficulty="easy",
+@exercise("04.1", "assemble the ViT forward pass from the model's parts", difficulty="easy",
           minutes=15)
 def vit_forward(student_forward: Callable[[Any, torch.Tensor], torch.Tensor]) -> None:
     """`student_forward(model, images)` equals `model(images)` for fresh small class-token ViTs."""
