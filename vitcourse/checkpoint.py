@@ -123,5 +123,5 @@ def load_pretrained(name: str = "vit_fmnist", map_location: str | torch.device =
     path = PRETRAINED_DIR / f"{name}.pt"
     if not path.is_file():
         raise FileNotFoundError(f"the trained checkpoint {path} is missing; produce it with "
-                                f"`{PRETRAINED[name]}` in the repository root (about 15 minutes on a CPU)")
+                                f"`{PRETRAINED[name]}` in the repository root (about 17 minutes on an idle 2-core CPU)")
     return load_model(path, map_location)
