@@ -72,6 +72,20 @@ def test_conv_patch_embed_equals_patchify_then_linear():
     torch.testing.assert_close(out, linear(patchify(x, 4)), rtol=1e-5, atol=1e-5)
 
 
+def test_cpu_matmul_path_equals_the_convolution_forward_and_backward():
+    # On a CPU PatchEmbed computes the conv as patchify + matmul (faster backward); the same map.
+    torch.manual_seed(0)
+    embed = PatchEmbed(image_size=(12, 8), patch_size=4, in_channels=3, dim=5)
+    x = torch.randn(2, 3, 12, 8)
+    out = embed(x)
+    conv_out = embed.proj(x).flatten(2).transpose(1, 2)
+    torch.testing.assert_close(out, conv_out, rtol=1e-5, atol=1e-6)
+    grads = torch.autograd.grad(out.square().sum(), [embed.proj.weight, embed.proj.bias])
+    conv_grads = torch.autograd.grad(conv_out.square().sum(), [embed.proj.weight, embed.proj.bias])
+    for g, h in zip(grads, conv_grads):
+        torch.testing.assert_close(g, h, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("call, match", [
     (lambda: patchify(torch.zeros(1, 1, 10, 10), 3), "divisible by patch_size=3"),
     (lambda: patchify(torch.zeros(1, 10, 10), 2), "4D"),

@@ -10,7 +10,10 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
 from einops import rearrange
+
+from .dropout import Dropout
 
 
 def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -85,10 +88,10 @@ class MultiHeadSelfAttention(nn.Module):
         self.attn_dropout = attn_dropout
         self.fused = bool(fused)
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
-        self.attn_drop = nn.Dropout(attn_dropout)
+        self.attn_drop = Dropout(attn_dropout)
         self.probe = AttentionProbe()
         self.proj = nn.Linear(dim, dim, bias=proj_bias)
-        self.proj_drop = nn.Dropout(proj_dropout)
+        self.proj_drop = Dropout(proj_dropout)
 
     def forward(self, x: torch.Tensor, fused: bool | None = None) -> torch.Tensor:
         """(B, N, D) -> (B, N, D). `fused` overrides `self.fused` for this call (the ViT's "auto")."""

@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from .attention import MultiHeadSelfAttention
+from .dropout import Dropout
 
 
 class MLP(nn.Module):
@@ -33,9 +34,9 @@ class MLP(nn.Module):
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         self.fc1 = nn.Linear(dim, hidden)
         self.act = nn.GELU()
-        self.drop1 = nn.Dropout(dropout)
+        self.drop1 = Dropout(dropout)
         self.fc2 = nn.Linear(hidden, dim)
-        self.drop2 = nn.Dropout(dropout)
+        self.drop2 = Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.drop1(self.act(self.fc1(x)))  # (B, N, hidden)

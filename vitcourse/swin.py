@@ -21,6 +21,7 @@ from einops import rearrange
 
 from .attention import AttentionProbe, scaled_dot_product_attention
 from .blocks import MLP
+from .dropout import Dropout
 from .patches import PatchEmbed
 
 # torchvision and the paper's code fill masked scores with -100, not -inf: exp(-100) ~ 4e-44 is zero
@@ -140,10 +141,10 @@ class WindowAttention(nn.Module):
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
         self.register_buffer("relative_position_index", relative_position_index(window_size).flatten(),
                              persistent=False)
-        self.attn_drop = nn.Dropout(attn_dropout)
+        self.attn_drop = Dropout(attn_dropout)
         self.probe = AttentionProbe()
         self.proj = nn.Linear(dim, dim)
-        self.proj_drop = nn.Dropout(proj_dropout)
+        self.proj_drop = Dropout(proj_dropout)
 
     def relative_position_bias(self) -> torch.Tensor:
         """(heads, M*M, M*M): the bias added to every window's attention scores."""
@@ -355,7 +356,7 @@ class SwinTransformer(nn.Module):
         fused = cfg.attn_impl == "fused"
         self.patch_embed = PatchEmbed(cfg.image_size, cfg.patch_size, cfg.in_channels, cfg.embed_dim)
         self.patch_norm = nn.LayerNorm(cfg.embed_dim, eps=cfg.norm_eps)
-        self.pos_drop = nn.Dropout(cfg.dropout)
+        self.pos_drop = Dropout(cfg.dropout)
         total = sum(cfg.depths)
         rates = [cfg.drop_path * i / max(total - 1, 1) for i in range(total)]  # linear 0 -> drop_path
         self.stages = nn.ModuleList()

@@ -29,6 +29,7 @@ from einops import rearrange
 
 from .attention import AttentionProbe
 from .blocks import MLP, EncoderBlock
+from .dropout import Dropout
 
 ATTN_IMPLS = ("auto", "fused", "explicit")
 TOKEN_TYPES = ("transformer", "performer")
@@ -124,7 +125,7 @@ class TokenPerformer(nn.Module):
         self.norm1 = nn.LayerNorm(in_dim)
         self.kqv = nn.Linear(in_dim, 3 * out_dim)
         self.proj = nn.Linear(out_dim, out_dim)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.norm2 = nn.LayerNorm(out_dim)
         self.mlp = MLP(out_dim, out_dim, dropout)
         w = nn.init.orthogonal_(torch.empty(self.m, out_dim)) * math.sqrt(self.m)
@@ -279,7 +280,7 @@ class T2TViT(nn.Module):
             # Fixed, yet a frozen Parameter as in the paper's code: its parameter counts
             # (21.5M / 39.2M / 64.1M) include this table.
             self.pos_embed = nn.Parameter(table, requires_grad=False)
-        self.pos_drop = nn.Dropout(cfg.dropout)
+        self.pos_drop = Dropout(cfg.dropout)
         self.blocks = nn.ModuleList([
             EncoderBlock(cfg.dim, cfg.heads, cfg.mlp_dim, cfg.dropout, cfg.attn_dropout,
                          qkv_bias=cfg.qkv_bias, norm_eps=cfg.norm_eps, fused=cfg.attn_impl == "fused")

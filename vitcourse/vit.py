@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 
 from .blocks import EncoderBlock
+from .dropout import Dropout
 from .patches import PatchEmbed, _pair
 from .pos_embed import resample_pos_embed, sincos_2d
 
@@ -124,7 +125,7 @@ class ViT(nn.Module):
                                                         num_prefix_tokens=self.num_prefix_tokens))
         else:
             self.pos_embed = None
-        self.pos_drop = nn.Dropout(c.dropout)
+        self.pos_drop = Dropout(c.dropout)
         fused = c.attn_impl != "explicit"
         self.blocks = nn.ModuleList([
             EncoderBlock(c.dim, c.heads, c.mlp_dim, dropout=c.dropout, attn_dropout=c.attn_dropout,
