@@ -2,6 +2,8 @@
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 import torch.nn.functional as F
 
@@ -109,3 +111,21 @@ def test_bad_qkv_shapes():
         scaled_dot_product_attention(torch.zeros(2, 4), torch.zeros(2, 5), torch.zeros(2, 5))
     with pytest.raises(ValueError, match="same number of tokens"):
         scaled_dot_product_attention(torch.zeros(2, 4), torch.zeros(3, 4), torch.zeros(2, 4))
+
+
+def test_msa_rejects_tokens_of_the_wrong_width_or_rank():
+    msa = MultiHeadSelfAttention(16, 2)
+    with pytest.raises(ValueError, match=r"D=16, got \(2, 5, 12\)"):
+        msa(torch.zeros(2, 5, 12))
+    with pytest.raises(ValueError, match=r"\(B, N, D\) with D=16, got \(5, 16\)"):
+        msa(torch.zeros(5, 16))
+
+
+@settings(max_examples=30, deadline=None)
+@given(heads=st.sampled_from([1, 2, 3, 4]), head_dim=st.integers(1, 8), n=st.integers(1, 20),
+       b=st.integers(1, 3), seed=st.integers(0, 2**16))
+def test_fused_equals_explicit_for_any_shape(heads, head_dim, n, b, seed):
+    torch.manual_seed(seed)
+    attn = MultiHeadSelfAttention(heads * head_dim, heads).eval()
+    x = torch.randn(b, n, heads * head_dim)
+    torch.testing.assert_close(attn(x, fused=True), attn(x, fused=False), rtol=1e-4, atol=1e-5)

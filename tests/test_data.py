@@ -136,12 +136,70 @@ def test_augmentation_keeps_labels_and_content(fmnist):
     assert torch.allclose(xa[flipped], xp[flipped].flip(-1))
 
 
+def _index_coded(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images whose top half holds i % 256 and bottom half i // 256 (survives flips and small
+    crops), labelled (7 i) % 10, so every yielded image can be traced back to its index."""
+    i = torch.arange(n)
+    images = torch.empty(n, 28, 28, dtype=torch.uint8)
+    images[:, :14] = (i % 256).to(torch.uint8)[:, None, None]
+    images[:, 14:] = (i // 256).to(torch.uint8)[:, None, None]
+    return images, (7 * i) % 10
+
+
+@pytest.mark.parametrize("crop_padding, hflip", [(0, False), (2, True)])
+def test_loader_pairs_every_image_with_its_label_once_per_epoch(crop_padding, hflip):
+    images, labels = _index_coded(1_000)
+    loader = TensorLoader(images, labels, batch_size=96, shuffle=True, crop_padding=crop_padding,
+                          hflip=hflip, seed=3)
+    for _ in range(2):  # two epochs, two orders
+        seen = []
+        for xb, yb in loader:
+            pixels = (xb * STD + MEAN) * 255  # back to raw pixel values
+            top = pixels[:, 0, 6, 14].round().long()
+            bottom = pixels[:, 0, 21, 14].round().long()
+            index = top + 256 * bottom
+            assert torch.equal(yb, (7 * index) % 10), "a label was separated from its image"
+            seen.append(index)
+        seen = torch.cat(seen)
+        assert sorted(seen.tolist()) == list(range(1_000)), "not every image exactly once"
+        assert not torch.equal(seen, torch.arange(1_000))  # shuffled
+
+
+def test_crop_padding_is_background_not_grey():
+    images = torch.full((64, 28, 28), 200, dtype=torch.uint8)
+    (xb, _), = list(TensorLoader(images, torch.zeros(64, dtype=torch.long), batch_size=64,
+                                 crop_padding=3, seed=0))
+    border = torch.cat([xb[:, 0, 0, :], xb[:, 0, -1, :], xb[:, 0, :, 0], xb[:, 0, :, -1]], dim=1)
+    padded = ~torch.isclose(border, normalize(images[:1])[0, 0, 0, 0])
+    assert padded.any(), "no image was shifted"
+    # what the crop brings in is a black pixel (the data set's background), not normalised zero
+    assert torch.allclose(border[padded], torch.tensor(data.BACKGROUND))
+    assert abs(data.BACKGROUND - normalize(torch.zeros(1, 28, 28, dtype=torch.uint8))[0, 0, 0, 0]) < 1e-6
+
+
+def test_damaged_file_names_its_path_and_the_fix(tmp_path, monkeypatch):
+    src = find_fashion_mnist(download=False)
+    for pair in data.FILES.values():
+        for stem in pair:
+            (tmp_path / (stem + ".gz")).symlink_to(data._find_file(src, stem))
+    broken = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    broken.unlink()
+    broken.write_bytes(data._find_file(src, "t10k-labels-idx1-ubyte").read_bytes()[:200])  # truncated
+    monkeypatch.setenv(data.ENV_VAR, str(tmp_path))
+    with pytest.raises(data.DataDamagedError, match=r"t10k-labels-idx1-ubyte.gz is damaged .*EOFError.*apt-get"):
+        data.load_fashion_mnist("test", download=False)
+    import gzip
+    broken.write_bytes(gzip.compress(bytes(10_008)))  # well-formed gzip, wrong content
+    with pytest.raises(data.DataDamagedError, match="SHA-256"):
+        data.load_fashion_mnist("test", download=False)
+
+
 def test_random_crop_shifts_within_padding():
     x = torch.arange(16.0).reshape(1, 1, 4, 4).repeat(64, 1, 1, 1)
     out = data.random_crop(x, 1, torch.Generator().manual_seed(0))
     assert out.shape == x.shape
     for img in out:
-        # each output is the input shifted by at most 1 pixel, zero-filled at the border
+        # each output is the input shifted by at most 1 pixel, filled with `fill` (0) at the border
         assert any(torch.equal(img[0], torch.nn.functional.pad(x[0, 0], (1, 1, 1, 1))[dy:dy + 4, dx:dx + 4])
                    for dy in range(3) for dx in range(3))
 

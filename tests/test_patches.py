@@ -96,7 +96,25 @@ def test_cpu_matmul_path_equals_the_convolution_forward_and_backward():
     (lambda: unpatchify(torch.zeros(4, 12), 2, 4), "3D"),
     (lambda: PatchEmbed(30, 16, 3, 8), "divisible by patch_size=16"),
     (lambda: PatchEmbed(32, 16, 0, 8), "in_channels"),
+    # a ragged edge the convolution would drop, more patches than built for, wrong channels, 3D
+    (lambda: PatchEmbed(28, 7, 1, 16)(torch.zeros(1, 1, 30, 30)), r"image_size=\(28, 28\), got images of 30x30"),
+    (lambda: PatchEmbed(28, 7, 1, 16)(torch.zeros(1, 1, 35, 35)), "got images of 35x35"),
+    (lambda: PatchEmbed(28, 7, 1, 16)(torch.zeros(1, 3, 28, 28)), "in_channels=1, got images with 3 channels"),
+    (lambda: PatchEmbed(28, 7, 1, 16)(torch.zeros(1, 28, 28)), r"\(B, C, H, W\), got \(1, 28, 28\)"),
 ])
 def test_bad_input_raises_value_error(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@settings(max_examples=40, deadline=None)
+@given(p=st.integers(1, 5), gh=st.integers(1, 4), gw=st.integers(1, 4), c=st.integers(1, 3),
+       dim=st.integers(1, 9), seed=st.integers(0, 2**16))
+def test_patch_embed_is_patchify_then_linear_for_any_shape(p, gh, gw, c, dim, seed):
+    torch.manual_seed(seed)
+    embed = PatchEmbed(image_size=(gh * p, gw * p), patch_size=p, in_channels=c, dim=dim)
+    x = torch.randn(2, c, gh * p, gw * p)
+    expected = patchify(x, p) @ embed.linear_weight().T + embed.proj.bias  # (B, N, D)
+    torch.testing.assert_close(embed(x), expected, rtol=1e-4, atol=1e-5)
+    conv = embed.proj(x).flatten(2).transpose(1, 2)  # the convolution itself
+    torch.testing.assert_close(embed(x), conv, rtol=1e-4, atol=1e-5)

@@ -35,26 +35,41 @@ def test_package_imports_without_side_effects():
 
 
 def test_environment_yml_is_in_step_with_pyproject():
+    from packaging.requirements import InvalidRequirement, Requirement
+
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = dict()
     for req in project["dependencies"] + [r for extra in project["optional-dependencies"].values()
                                           for r in extra]:
-        name = re.split(r"[<>=!~ \[]", req, maxsplit=1)[0].lower()
+        name = re.split(r"[<>=!~ \[;]", req, maxsplit=1)[0].lower()
         wanted[name] = req.replace(" ", "")
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     have = {}
     for dep in env["dependencies"]:
         items = dep["pip"] if isinstance(dep, dict) else [dep]
         for item in items:
-            if item.startswith("-"):
-                continue
-            name = re.split(r"[<>=!~ \[]", item, maxsplit=1)[0].lower()
+            if isinstance(dep, dict):
+                # conda writes these lines to a requirements file for pip: each must be one that
+                # pip accepts there (per-line options such as --no-deps are refused).
+                if item == "-e .":
+                    continue
+                try:
+                    Requirement(item)
+                except InvalidRequirement as exc:
+                    pytest.fail(f"environment.yml pip item {item!r} is not a valid requirement: {exc}")
+            name = re.split(r"[<>=!~ \[;]", item, maxsplit=1)[0].lower()
             have["torch" if name == "pytorch" else name] = item.replace(" ", "").replace("pytorch", "torch", 1)
     for name, req in wanted.items():
         assert name in have, f"{name} is in pyproject.toml but not in environment.yml"
         assert have[name] == req, f"{name}: pyproject.toml says {req}, environment.yml says {have[name]}"
+    # ... and nothing extra, bar conda's own pieces and what d2l imports (installed by make setup)
+    extra = set(have) - set(wanted) - {"python", "pip", "pandas", "scipy"}
+    assert not extra, f"environment.yml has {sorted(extra)}, which pyproject.toml does not"
     py = project["requires-python"]
     assert f"python{py}" in [d.replace(" ", "") for d in env["dependencies"] if isinstance(d, str)]
+    # the d2l step conda cannot express is spelled out for conda users
+    assert "pip install --no-deps d2l==1.0.3" in (ROOT / "environment.yml").read_text()
+    assert "pip install --no-deps d2l==1.0.3" in (ROOT / "README.md").read_text()
 
 
 def test_d2l_is_not_a_hard_requirement():

@@ -232,3 +232,51 @@ def test_resume_refuses_a_changed_config(data, tmp_path):
     with pytest.raises(ValueError, match="lr"):
         fit(tiny_vit(), data, TrainConfig(epochs=2, batch_size=64, lr=1e-2), checkpoint_dir=tmp_path,
             resume=True, progress=False)
+
+
+# ------------------------------------------------------------------ fp16 + GradScaler (Colab's T4)
+
+@pytest.mark.parametrize("capability, expected", [((7, 5), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16")])
+def test_cuda_precision_follows_compute_capability(monkeypatch, capability, expected):
+    # A T4 is compute capability 7.5: torch.cuda.is_bf16_supported() says True there (emulated
+    # bf16), so "auto" must look at the capability itself to pick fp16 + a GradScaler.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert supports_bf16("cuda") is (expected == "bf16")
+    assert resolve_precision("auto", "cuda") == expected
+    assert resolve_precision("auto", "cuda:0") == expected
+
+
+def test_fp16_step_scales_unscales_and_skips_overflow():
+    """`train_step`'s fp16 branch (a T4's): scaled backward, unscaled clipping, skipped step on
+    overflow with the scale halved, and a scaler state that survives a checkpoint round trip."""
+    from vitcourse.train import train_step
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10))
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    scheduler = make_scheduler(optimizer, total_steps=10, warmup_frac=0.0)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10, enabled=True)
+    x, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    criterion = nn.CrossEntropyLoss()
+
+    before = weights(net)
+    loss, logits = train_step(net, x, y, criterion, optimizer, scheduler, scaler, grad_clip=1.0,
+                              precision="fp16", device=torch.device("cpu"))
+    assert logits.dtype == torch.float16 and torch.isfinite(loss)
+    assert scaler.get_scale() == 2.0 ** 10  # no overflow: the scale stays
+    total_norm = torch.sqrt(sum((weights(net)[k] - before[k]).pow(2).sum() for k in before))
+    assert 0 < total_norm <= 0.1 * 1.0 + 1e-4  # clipped on the *unscaled* gradient (lr * max norm)
+
+    x_bad = x.clone()
+    x_bad[0, 0, 0, 0] = float("inf")  # an overflowing batch: the step must be skipped
+    kept = weights(net)
+    train_step(net, x_bad, y, criterion, optimizer, scheduler, scaler, grad_clip=1.0,
+               precision="fp16", device=torch.device("cpu"))
+    assert_same_weights(kept, weights(net))
+    assert scaler.get_scale() == 2.0 ** 9
+
+    restored = torch.amp.GradScaler("cpu", enabled=True)
+    restored.load_state_dict(scaler.state_dict())
+    assert restored.get_scale() == 2.0 ** 9

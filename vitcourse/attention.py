@@ -95,6 +95,9 @@ class MultiHeadSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, fused: bool | None = None) -> torch.Tensor:
         """(B, N, D) -> (B, N, D). `fused` overrides `self.fused` for this call (the ViT's "auto")."""
+        if not isinstance(x, torch.Tensor) or x.ndim != 3 or x.shape[-1] != self.dim:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"attention expects tokens (B, N, D) with D={self.dim}, got {shape}")
         use_fused = self.fused if fused is None else fused
         # Same layout as timm and nn.MultiheadAttention: the 3D outputs are [q | k | v], each split
         # into `heads` contiguous chunks of head_dim, so their weights load unchanged.

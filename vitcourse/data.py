@@ -17,6 +17,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -168,14 +169,43 @@ def _validate(split: str, images: np.ndarray, labels: np.ndarray) -> None:
                          f"got counts {counts.tolist()}: the files are damaged")
 
 
+class DataDamagedError(ValueError):
+    """A Fashion-MNIST file was found but its content is not the data set's."""
+
+
+def _damaged(path: Path, what: str) -> DataDamagedError:
+    return DataDamagedError(
+        f"{path} is damaged ({what}). Delete it and get the file again: copy it from "
+        f"{DEBIAN_DIR} (sudo apt-get install dataset-fashion-mnist), or delete the folder "
+        f"{path.parent} and let the course download it where there is internet.")
+
+
+def _read_checked(folder: Path, stem: str) -> np.ndarray:
+    """Unpack and parse one idx file, checking the SHA-256 of its unpacked bytes."""
+    path = _find_file(folder, stem)
+    try:
+        raw = _read_bytes(path)
+    except (EOFError, OSError, zlib.error) as exc:  # a truncated download, a bad .gz
+        raise _damaged(path, f"{type(exc).__name__}: {exc}") from None
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != SHA256[stem]:
+        raise _damaged(path, f"SHA-256 of its unpacked content is {digest[:12]}..., "
+                             f"expected {SHA256[stem][:12]}...")
+    return parse_idx(raw)
+
+
 def load_fashion_mnist(split: str = "train", download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images (N, 28, 28) uint8 and labels (N,) int64 of the `split` ("train" or "test")."""
+    """Images (N, 28, 28) uint8 and labels (N,) int64 of the `split` ("train" or "test").
+
+    The unpacked content of each file is checked against its SHA-256 (~0.1 s), so a damaged or
+    wrong file fails here, with its path and how to replace it, not later in a chapter.
+    """
     if split not in FILES:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     folder = find_fashion_mnist(download=download)
     img_stem, lbl_stem = FILES[split]
-    images = parse_idx(_read_bytes(_find_file(folder, img_stem)))
-    labels = parse_idx(_read_bytes(_find_file(folder, lbl_stem)))
+    images = _read_checked(folder, img_stem)
+    labels = _read_checked(folder, lbl_stem)
     _validate(split, images, labels)
     return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
 
@@ -236,12 +266,18 @@ def normalize(images: torch.Tensor, image_size: int | None = None) -> torch.Tens
     return (x - MEAN) / STD
 
 
-def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
-    """Pad by `padding` (zeros) and cut a random H x W window per image. x: (B, C, H, W)."""
+# The value of a black pixel after `normalize`: what padding must add to look like background.
+BACKGROUND: float = (0.0 - MEAN) / STD
+
+
+def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator,
+                fill: float = 0.0) -> torch.Tensor:
+    """Pad by `padding` pixels of value `fill` and cut a random H x W window per image.
+    x: (B, C, H, W). On normalised images pass ``fill=BACKGROUND``: a zero there is grey."""
     if padding <= 0:
         return x
     b, c, h, w = x.shape
-    padded = F.pad(x, (padding,) * 4)  # (B, C, H+2p, W+2p)
+    padded = F.pad(x, (padding,) * 4, value=fill)  # (B, C, H+2p, W+2p)
     dy = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(x.device)
     dx = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(x.device)
     rows = (dy[:, None] + torch.arange(h, device=x.device)[None])  # (B, H)
@@ -272,7 +308,7 @@ class TensorLoader:
         shuffle: a new random order every epoch.
         device: where the data and batches live.
         image_size: resize to this (e.g. 96 for D2L's configuration); None keeps 28.
-        crop_padding: random crop with this zero padding (0 = off).
+        crop_padding: random crop with this much padding, filled with the background (0 = off).
         hflip: random horizontal flips.
         drop_last: drop the last incomplete batch.
         seed: seeds the loader's own generator.
@@ -320,7 +356,7 @@ class TensorLoader:
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
             x = normalize(self.images[idx], self.image_size)  # (B, 1, S, S)
             if self.crop_padding:
-                x = random_crop(x, self.crop_padding, self.generator)
+                x = random_crop(x, self.crop_padding, self.generator, fill=BACKGROUND)
             if self.hflip:
                 x = random_hflip(x, self.generator)
             yield x, self.labels[idx]

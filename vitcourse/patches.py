@@ -115,9 +115,21 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(in_channels, dim, kernel_size=p, stride=p)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, N, D). The input must be the size and channels built for: the
+        convolution would silently drop a ragged edge, and a bigger image has more patches than
+        the position embedding that follows."""
+        if not isinstance(x, torch.Tensor) or x.ndim != 4:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"PatchEmbed expects images (B, C, H, W), got {shape}")
         b, c, h, w = x.shape
+        if c != self.in_channels:
+            raise ValueError(f"PatchEmbed was built for in_channels={self.in_channels}, got images "
+                             f"with {c} channels (shape {tuple(x.shape)})")
+        if (h, w) != self.image_size:
+            raise ValueError(f"PatchEmbed was built for image_size={self.image_size}, got images of "
+                             f"{h}x{w} (shape {tuple(x.shape)})")
         p = self.patch_size
-        if x.device.type == "cpu" and h % p == 0 and w % p == 0:
+        if x.device.type == "cpu":
             # The same numbers as the convolution, computed as patchify + one matrix product: on a
             # CPU the matmul's backward was 9x faster than the convolution's (5 vs 45 ms for D2L's
             # 128 x 1 x 96 x 96 batch in bf16). Patches are flattened in (c, p1, p2) order here, the

@@ -71,7 +71,13 @@ def supports_bf16(device: torch.device | str) -> bool:
     """Whether bf16 autocast is worth using on `device` (CUDA with bf16 support, or a CPU)."""
     device = torch.device(device)
     if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        # Native bf16 needs compute capability 8.0 (Ampere) or newer. Not
+        # `torch.cuda.is_bf16_supported()`: by default it also counts emulated bf16 and says True
+        # on a T4 (7.5), where bf16 is slow; there fp16 with a GradScaler is the right choice.
+        if not torch.cuda.is_available():
+            return False
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return torch.cuda.get_device_capability(index) >= (8, 0)
     if device.type == "cpu":
         # bf16 autocast runs everywhere on CPU but only pays with native bf16 (AVX512-BF16 / AMX).
         try:
