@@ -220,11 +220,15 @@ def _netlog_requests(path: Path) -> list[tuple[str, str]]:
 
 # -- the checks every page gets --------------------------------------------------------------
 
-def check_images(site: Site, page: Page, min_images: int = 0) -> int:
-    """Every <img> of the rendered page is served, non-empty and decodes; returns their number."""
+def check_images(site: Site, page: Page, figures: int | None = None) -> int:
+    """Every <img> of the rendered page is served, non-empty and decodes; the page shows exactly
+    `figures` figure images (the notebook's image outputs, which Sphinx writes to _images/), not
+    counting badges, logos or widgets; every widget image holds a picture. Returns the figures."""
     srcs = [a["src"] for tag, a in parse(page.dom).tags if tag == "img" and a.get("src")]
-    assert len(srcs) >= min_images, (f"{page.url}: {len(srcs)} images, the notebook made "
-                                     f"{min_images} figures")
+    shown = sum(urlsplit(src).path.startswith("_images/") and not src.endswith(".svg") for src in srcs)
+    if figures is not None:
+        assert shown == figures, f"{page.url}: {shown} figures shown, the notebook made {figures}"
+    check_widget_images(page)
     for src in srcs:
         if src.startswith("blob:"):
             continue  # made in the page by a widget (ipywidgets.Image) from its embedded bytes
@@ -239,7 +243,36 @@ def check_images(site: Site, page: Page, min_images: int = 0) -> int:
             continue
         with Image.open(io.BytesIO(data)) as img:
             assert min(img.size) > 0, f"{page.url}: image {src[:80]} is {img.size}"
-    return len(srcs)
+    return shown
+
+
+WIDGET_STATE = '<script type="application/vnd.jupyter.widget-state+json">'
+WIDGET_VIEW = 'type="application/vnd.jupyter.widget-view+json"'
+
+
+def widget_models(page_html: str) -> dict[str, dict]:
+    """The widget models embedded in a built page (the state html-manager renders from)."""
+    models: dict[str, dict] = {}
+    for chunk in page_html.split(WIDGET_STATE)[1:]:
+        state = json.loads(html.unescape(chunk.split("</script>", 1)[0]))
+        models.update(state["state"])
+    return models
+
+
+def check_widget_images(page: Page) -> int:
+    """Each embedded ipywidgets Image (the explorers' figures, shown as blob: images) carries a
+    non-empty picture that decodes; returns how many there are."""
+    n = 0
+    for model_id, model in widget_models(page.html).items():
+        if model.get("model_name") != "ImageModel":
+            continue
+        buffers = [b for b in model.get("buffers", []) if b.get("path") == ["value"]]
+        assert buffers, f"{page.url}: widget image {model_id} has no picture embedded"
+        data = base64.b64decode(buffers[0]["data"])
+        with Image.open(io.BytesIO(data)) as img:
+            assert min(img.size) > 8, f"{page.url}: widget image {model_id} is {img.size}"
+        n += 1
+    return n
 
 
 def check_math(page: Page) -> None:
@@ -256,14 +289,22 @@ def check_math(page: Page) -> None:
 
 
 def check_widgets(page: Page) -> None:
-    """Every embedded widget view is rendered by the vendored html-manager."""
-    n_views = page.html.count('type="application/vnd.jupyter.widget-view+json"')
-    n_rendered = len(re.findall(r'class="[^"]*\bjupyter-widgets\b', page.dom))
-    assert n_rendered >= n_views, f"{page.url}: {n_views} widgets, {n_rendered} rendered"
+    """Every embedded widget view is rendered by the vendored html-manager: it puts a
+    "widget-subarea" right before each view's script and renders the view into it (nested
+    widgets carry the jupyter-widgets class too, so counting that class alone proves nothing)."""
+    n_views = page.html.count(WIDGET_VIEW)
+    rendered = re.findall(r'<div class="widget-subarea"><div class="([^"]*)"', page.dom)
+    ok = [c for c in rendered if "jupyter-widgets" in c.split()]
+    assert len(ok) == n_views, f"{page.url}: {n_views} widget views, {len(ok)} rendered"
+    assert "Error displaying widget" not in page.dom, f"{page.url}: a widget failed to render"
 
 
 def check_offline(page: Page) -> None:
     """Nothing requested outside the machine, and everything requested from the site is there."""
+    # the net log is read at all: the page's own stylesheets are in it (were chromium to rename
+    # its events, an empty log would pass everything below)
+    assert any(u.endswith(".css") and not is_external(u) for _, u in page.requests), (
+        f"{page.url}: the net log shows no request for the site's own CSS")
     assert not page.external_requests, f"{page.url} requested {page.external_requests}"
     assert not page.failed, f"{page.url}: requests the site could not serve: {page.failed}"
 
@@ -318,10 +359,19 @@ def write_demo(src: Path, cells: list) -> Path:
     return src
 
 
+EXTERNAL_IMAGE = "https://example.invalid/remote.png"
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("demo")
-    html_dir = build(fast=True, source=write_demo(tmp / "src", DEMO_NOTEBOOK), out=tmp / "_build")
+    src = write_demo(tmp / "src", DEMO_NOTEBOOK)
+    # a page that does fetch from outside: the offline check must catch it
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(
+        f"# 02 · Remote\n\nA picture from elsewhere: <img src=\"{EXTERNAL_IMAGE}\" alt=\"remote\">")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, src / "02_remote.ipynb")
+    html_dir = build(fast=True, source=src, out=tmp / "_build")
     s = Site(html_dir, tmp)
     yield s
     s.close()
@@ -390,13 +440,25 @@ def test_demo_page_renders_widget_math_figure_and_local_badge_offline(demo):
     assert sum(tag == "mjx-container" for tag, _ in parse(page.dom).tags) >= 2
     check_widgets(page)
     assert "widget-slider" in page.dom, "the embedded slider was not rendered"
-    check_images(demo, page, min_images=3)  # the badge, the plot, the launch menu's Colab logo
+    assert check_images(demo, page, figures=1) == 1  # the plot (the badge and logos are not figures)
+    with pytest.raises(AssertionError, match="1 figures shown, the notebook made 2"):
+        check_images(demo, page, figures=2)  # a missing figure is noticed
+    broken = Page(page.url, page.html, page.dom.replace('class="widget-subarea"', 'class="x"', 1),
+                  page.requests, page.failed)
+    with pytest.raises(AssertionError, match="1 widget views, 0 rendered"):
+        check_widgets(broken)  # an unrendered widget is noticed
     srcs = [a["src"] for tag, a in parse(page.dom).tags if tag == "img"]
-    assert sum(s.startswith("_images/") and s.endswith(".png") for s in srcs) == 1, srcs
     badge = [a for tag, a in parse(page.dom).tags
              if tag == "img" and a.get("alt") == "Open In Colab"]
     assert badge and not is_external(urljoin(page.url, badge[0]["src"]))
     assert COLAB_BADGE not in page.html
+
+
+def test_the_offline_check_catches_a_request_to_outside(demo):
+    page = demo.page("02_remote.html")
+    assert EXTERNAL_IMAGE in [u for _, u in page.requests], "chromium did not even try to fetch it"
+    with pytest.raises(AssertionError, match="example.invalid"):
+        check_offline(page)
 
 
 def test_a_failing_notebook_fails_the_build(tmp_path):
@@ -418,9 +480,12 @@ def test_chapter_page_in_the_browser(site, built, chapter):
     check_math(page)
     check_widgets(page)
     executed = built.parent / "jupyter_execute" / chapter.name
-    check_images(site, page, min_images=image_outputs(executed) if executed.is_file() else 0)
-    # Launch button (from book.yml's repository) and the badge, served by the site itself.
-    assert colab_url(chapter.name) in page.html, "no Colab launch button for this notebook"
+    check_images(site, page, figures=image_outputs(executed) if executed.is_file() else None)
+    # Launch button (from book.yml's repository; the theme's launch menu, not the badge) and the
+    # badge, served by the site itself.
+    launch = [a for tag, a in dom.tags if tag == "a" and a.get("href") == colab_url(chapter.name)
+              and "colab" in a.get("title", "").lower()]
+    assert launch, "no Colab launch button for this notebook"
     assert any(tag == "img" and a.get("alt") == "Open In Colab" and not is_external(
         urljoin(page.url, a["src"])) for tag, a in dom.tags), "no local Colab badge"
 
@@ -428,12 +493,23 @@ def test_chapter_page_in_the_browser(site, built, chapter):
 def test_landing_page_lists_every_chapter(site):
     page = site.page("index.html")
     check_offline(page)
-    hrefs = {a.get("href", "").split("#")[0] for tag, a in parse(page.dom).tags if tag == "a"}
+    check_math(page)
+    # the chapter list in the page's own text (the sidebar lists them on every page anyway)
+    main = page.dom.split('id="main-content"', 1)[-1]
+    hrefs = {a.get("href", "").split("#")[0] for tag, a in parse(main).tags if tag == "a"}
     missing = [p.stem for p in CHAPTERS if f"{p.stem}.html" not in hrefs]
     assert not missing, f"landing page does not link to {missing}"
-    text = "".join(parse(page.dom).text)
-    for section in ("Who it is for", "Prerequisites", "How to run it"):
-        assert section in text
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", main)).split())  # code blocks included
+    for said in ("Who it is for", "Prerequisites", "How to run it", "make lab", "make test", "Colab",
+                 "Fashion-MNIST"):
+        assert said in text, f"the landing page does not say {said!r}"
+
+
+def test_instructors_page_loads_offline(site):
+    page = site.page("instructors.html")
+    assert "instructors" in html.unescape(parse(page.dom).title).lower()
+    check_offline(page)
+    assert "python -m vitcourse grade" in page.dom
 
 
 def test_no_page_fetches_anything_from_outside(built):
@@ -483,7 +559,9 @@ def test_no_internal_link_is_broken(built):
 
 
 def test_screenshots_of_landing_page_and_two_chapters(site):
-    chosen = [f"{p.stem}.html" for p in CHAPTERS[1:2] + CHAPTERS[-1:]]
+    # chapter 01 (figures, math), 06 (the widgets) and the last one
+    chosen = [f"{p.stem}.html" for p in CHAPTERS[1:2] + [p for p in CHAPTERS if p.name.startswith("06")]
+              + CHAPTERS[-1:]]
     shots = list(dict.fromkeys(["index.html", *chosen]))
     for rel in shots:
         path = site.screenshot(rel, SCREENSHOTS / rel.replace(".html", ".png"))

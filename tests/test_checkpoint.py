@@ -73,9 +73,10 @@ SCRIPT = textwrap.dedent("""
     folder, out = sys.argv[1], sys.argv[2]
     data = load_data(train_size=256, test_size=64)
     torch.manual_seed(0)
-    model = create_model("vit_fmnist", dim=32, depth=1, heads=2, mlp_dim=64)
-    fit(model, data, TrainConfig(epochs=4, batch_size=64), checkpoint_dir=folder, resume=True,
-        progress=False)
+    # dropout, crops and flips on: every random stream must be restored on resume
+    model = create_model("vit_fmnist", dim=32, depth=1, heads=2, mlp_dim=64, dropout=0.1)
+    fit(model, data, TrainConfig(epochs=4, batch_size=64, crop_padding=2), checkpoint_dir=folder,
+        resume=True, progress=False)
     torch.save(model.state_dict(), out)
 """)
 

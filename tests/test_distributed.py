@@ -22,8 +22,18 @@ SCRIPT = textwrap.dedent("""
     from vitcourse import distributed
     from vitcourse.data import load_data
     from vitcourse.models import create_model
+    import vitcourse.train as train
     from vitcourse.train import TrainConfig, fit
     folder, out = sys.argv[1], sys.argv[2]
+
+    def logged(fn):  # record which rank writes each file, in a file of that rank's own
+        def wrapper(*args, **kwargs):
+            with open(f"{folder}.writers.{distributed.rank()}", "a") as log:
+                log.write(fn.__name__ + "\n")
+            return fn(*args, **kwargs)
+        return wrapper
+    train.save_checkpoint = logged(train.save_checkpoint)
+    train._write_history = logged(train._write_history)
     data = load_data(train_size=256, test_size=100)
     torch.manual_seed(0)
     model = create_model("vit_fmnist", dim=32, depth=1, heads=2, mlp_dim=64, dropout=0.0)
@@ -60,6 +70,10 @@ def test_two_ranks_end_with_the_weights_of_one_process(tmp_path):
     assert [h["test_acc"] for h in h1] == pytest.approx([h["test_acc"] for h in h2], abs=0.011)
     assert [h["train_loss"] for h in h1] == pytest.approx([h["train_loss"] for h in h2], rel=1e-4)
     assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == ["history.csv", "history.json", "last.pt"]
+    # rank 0 alone wrote them: a checkpoint and the history after each of the 2 epochs
+    writers = sorted(p.name for p in tmp_path.glob("ddp.writers.*"))
+    assert writers == ["ddp.writers.0"], writers
+    assert (tmp_path / "ddp.writers.0").read_text().split() == ["save_checkpoint", "_write_history"] * 2
 
 
 def test_single_process_helpers_are_identities():

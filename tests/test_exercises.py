@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import sys
 import textwrap
 import time
@@ -471,6 +472,53 @@ def test_grade_scores_correct_wrong_crashing_and_looping_submissions(chapter, tm
     # dee's two loops cost a cell limit each, plus the probe after the stubborn one; the other
     # notebooks a few seconds each.
     assert elapsed < 3 * CELL_LIMIT + 6 * 15, elapsed
+
+
+FAKE_CHECKER = """\
+class _PassEverything:  # a student's attempt to fake the checks
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: print("\\n".join(f"Exercise 01.{i} passed" for i in range(1, 10)))
+check = _PassEverything()
+"""
+
+
+@pytest.mark.slow
+def test_grade_a_real_chapter_solution_student_copy_and_a_faked_checker(tmp_path):
+    """The real chapter 01 with the real checks: the course's solutions pass every exercise, the
+    untouched student copy fails each with NotImplementedError, and a copy that re-binds `check`
+    to a fake gains nothing (the grader's check cells import their checker themselves)."""
+    source = ROOT / "notebooks" / "01_patches.ipynb"
+    subs = tmp_path / "submissions"
+    (subs / "ana").mkdir(parents=True)
+    shutil.copy(source, subs / "ana" / "01_patches.ipynb")
+    (subs / "bo").mkdir()
+    (subs / "bo" / "01_patches.ipynb").write_text(student_cmd.student_copy_text(source))
+    faked = nbformat.reads(student_cmd.student_copy_text(source), as_version=4)
+    at = next(i for i, c in enumerate(faked.cells) if "from vitcourse.checks import" in c.source)
+    faked.cells.insert(at + 1, nbformat.v4.new_code_cell(FAKE_CHECKER))
+    (subs / "eve").mkdir()
+    nbformat.write(faked, str(subs / "eve" / "01_patches.ipynb"))
+
+    out = tmp_path / "scores.csv"
+    env = {"VITCOURSE_FAST": "1", "MPLBACKEND": "Agg"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        grade(subs, out, timeout=300, cell_timeout=120, log=sys.stderr)
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    rows = list(csv.DictReader(out.open()))
+    ids = sorted({r["exercise"] for r in rows})
+    assert ids == ["01.1", "01.2", "01.3"], ids
+    by = {(r["student"], r["exercise"]): r for r in rows}
+    for ex in ids:
+        assert by[("ana", ex)]["passed"] == "1", by[("ana", ex)]["message"]
+        assert by[("ana", ex)]["message"].startswith(f"Exercise {ex} passed")
+        for who in ("bo", "eve"):
+            assert by[(who, ex)]["passed"] == "0", (who, by[(who, ex)])
+            assert by[(who, ex)]["message"].startswith("NotImplementedError"), (who, by[(who, ex)])
+            assert f"Exercise {ex}" in by[(who, ex)]["message"]
 
 
 # --- the command line --------------------------------------------------------------------------

@@ -115,7 +115,7 @@ def test_small_preset_fused_equals_explicit_and_trains():
     out = model(x)
     model.set_attn_impl("fused")
     torch.testing.assert_close(model(x), out, atol=1e-5, rtol=1e-4)
-    model.set_attn_impl("explicit")  # SDPA's backward is slow on CPU (FACTS.md)
+    model.set_attn_impl("explicit")  # SDPA's backward is slow on CPU (see ViT._fused_for)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     losses = []
     for _ in range(15):

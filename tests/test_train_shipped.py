@@ -24,3 +24,34 @@ def test_shipped_checkpoint_matches_its_card():
     accuracy = evaluate(model, images, labels)["accuracy"]
     assert abs(accuracy - card["test_accuracy"]) <= 0.001, (accuracy, card["test_accuracy"])
     assert accuracy > 0.8
+
+
+def test_shipped_card_is_consistent_with_its_run_and_the_code():
+    """What the card says about its run adds up, and it describes this repository's model."""
+    import dataclasses
+    import subprocess
+
+    from vitcourse.checkpoint import load_checkpoint, model_spec
+    from vitcourse.models import create_model
+    from vitcourse.train import TrainConfig
+
+    card = json.loads((PRETRAINED_DIR / "vit_fmnist.json").read_text())
+    history = card["history"]
+    assert card["epochs"] == len(history) == card["config"]["epochs"]
+    assert [h["epoch"] for h in history] == list(range(1, card["epochs"] + 1))
+    assert card["wall_time_s"] == pytest.approx(sum(h["seconds"] for h in history), abs=1.0)
+    assert card["test_accuracy"] == pytest.approx(history[-1]["test_acc"], abs=0.001)
+    assert card["train_images"] == 60_000 and card["seed"] == 0
+    # the recipe is TrainConfig's defaults (chapter 05 says so), bar the epochs
+    defaults = json.loads(json.dumps(dataclasses.asdict(TrainConfig(epochs=card["epochs"]))))
+    assert card["config"] == defaults
+    # the weights file carries the same card, and the model is today's vit_fmnist preset
+    stored = load_checkpoint(PRETRAINED_DIR / "vit_fmnist.pt")
+    assert stored["card"] == card
+    assert stored["model_spec"] == json.loads(json.dumps(model_spec(create_model("vit_fmnist"))))
+    # the command is what `make checkpoint` runs, and the commit is in this repository's history
+    assert card["command"].startswith("python -m vitcourse train --model vit_fmnist --epochs 35 --seed 0")
+    commit = card["commit"].removesuffix("-dirty")
+    found = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=PRETRAINED_DIR,
+                           capture_output=True)
+    assert found.returncode == 0, f"the card's commit {commit} is not in this repository"

@@ -202,19 +202,45 @@ def test_attention_explorer_mean_pooled_model_offers_mean_over_queries(data):
     torch.testing.assert_close(ex.attention_map(), atts[0][0].mean(0).mean(0).reshape(4, 4))
 
 
-def test_attention_explorer_updates_in_under_a_second(data, cls_model):
-    ex = AttentionExplorer(cls_model, *data)
-    ex.ui
+def _timed(changes) -> list[float]:
     times = []
-    for q in (3, 9, 12):  # cached image: slicing and drawing only
+    for change in changes:
         start = time.perf_counter()
-        ex.query.value = q
+        change()
         times.append(time.perf_counter() - start)
-    start = time.perf_counter()
-    ex.class_picker.value = 4  # a new image: one forward pass too
-    times.append(time.perf_counter() - start)
-    # min over tries: the machine is shared, so a single timing is noisy
-    assert min(times[:3]) < 1.0 and times[3] < 3.0, times
+    return times
+
+
+def test_every_explorer_updates_well_under_a_second_on_the_shipped_checkpoint(data):
+    """The issue's bar: "well under a second on a CPU for the shipped checkpoint". Each explorer
+    is driven through its controls (a redraw each); the median must stay under 0.5 s and no
+    single update over 1.5 s (the machine is shared: one slow outlier is noise, a slow median
+    is not). Measured here: 0.1-0.25 s per update."""
+    from vitcourse.checkpoint import load_pretrained
+    trained = load_pretrained("vit_fmnist")
+    untrained = create_model("vit_fmnist")
+    patch = PatchExplorer(*data)
+    patch.ui
+    pos = PositionEmbeddingExplorer({"trained": trained, "untrained": untrained})
+    pos.ui
+    att = AttentionExplorer(trained, *data)
+    att.ui
+
+    def set_(widget, value):
+        return lambda: setattr(widget, "value", value)
+
+    times = {
+        "PatchExplorer": _timed([set_(patch.patch, 5), set_(patch.patch_size, 4), set_(patch.patch, 30),
+                                 set_(patch.patch_size, 14), set_(patch.class_picker, 3)]),
+        "PositionEmbeddingExplorer": _timed([set_(pos.row, 0), set_(pos.col, 3),
+                                             set_(pos.model_picker, "untrained"), set_(pos.row, 2)]),
+        "AttentionExplorer": _timed([set_(att.query, 3), set_(att.layer, 5), set_(att.head, 1),
+                                     set_(att.rollout, True), set_(att.rollout, False),
+                                     set_(att.class_picker, 4)]),  # the last: a new image, a forward pass
+    }
+    for name, ts in times.items():
+        ts = sorted(ts)
+        assert ts[len(ts) // 2] < 0.5 and ts[-1] < 1.5, f"{name}: updates took {[round(t, 3) for t in ts]} s"
 
 
 def test_attention_explorer_rejects_a_model_without_probes(data):

@@ -109,7 +109,12 @@ def vitcourse_speed(data, steps: int, batch_size: int, device: torch.device) -> 
 def time_to_accuracy(budget_s: float, speed_probe: float, train_size: int | None,
                      threads: int | None) -> dict[str, Any]:
     """Train vit_fmnist in a child process for as many epochs as fit `budget_s` at `speed_probe`
-    images/s (a cosine schedule needs its length up front); read its history and peak memory."""
+    images/s (a cosine schedule needs its length up front); read its history and peak memory.
+
+    The accuracy "within the budget" is that of the last epoch whose cumulative time (training +
+    evaluation, from the history) is inside `budget_s`: if the probe over-estimated the speed and
+    the run overshoots, the overshoot does not count.
+    """
     n_train = train_size or 60_000
     # one epoch = training + evaluating 10k images (~1/6 of an epoch's cost)
     epochs = max(1, int(budget_s * speed_probe / (n_train + 10_000 / 3)))
@@ -121,18 +126,42 @@ def time_to_accuracy(budget_s: float, speed_probe: float, train_size: int | None
         if threads:
             cmd += ["--threads", str(threads)]
         start = time.perf_counter()
-        subprocess.run(cmd, check=True, env={**os.environ, "VITCOURSE_FAST": "0"})
+        child = subprocess.Popen(cmd, env={**os.environ, "VITCOURSE_FAST": "0"})
+        # wait4 gives this child's own resource usage (RUSAGE_CHILDREN would be the largest of
+        # every child this process ever waited for, e.g. another test's under pytest).
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - start
+        if child.returncode != 0:
+            raise RuntimeError(f"the training run failed (exit {child.returncode}): {' '.join(cmd)}")
         history = json.loads((Path(out) / "history.json").read_text())
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KB on Linux
-    elapsed, time_to_90 = 0.0, None
+    return {"epochs": epochs, "wall_s": wall, **read_history(history, budget_s),
+            "final_acc": history[-1]["test_acc"], "train_img_per_s": history[-1]["images_per_s"],
+            "peak_rss_mb": usage.ru_maxrss / 1024}  # ru_maxrss is in KB on Linux
+
+
+def read_history(history: list[dict[str, Any]], budget_s: float, target: float = 0.90) -> dict[str, Any]:
+    """From a run's per-epoch history: the time at which test accuracy first reached `target`,
+    and the accuracy of the last epoch finished within `budget_s` (cumulative epoch seconds)."""
+    elapsed, time_to_target, within = 0.0, None, None
     for h in history:
         elapsed += h["seconds"]
-        if time_to_90 is None and h["test_acc"] >= 0.90:
-            time_to_90 = elapsed
-    return {"epochs": epochs, "wall_s": wall, "time_to_90_s": time_to_90,
-            "final_acc": history[-1]["test_acc"], "train_img_per_s": history[-1]["images_per_s"],
-            "peak_rss_mb": peak_kb / 1024}
+        if time_to_target is None and h["test_acc"] >= target:
+            time_to_target = elapsed
+        if elapsed <= budget_s:
+            within = h
+    return {"train_s": elapsed, "time_to_90_s": time_to_target,
+            "acc_within_budget": within["test_acc"] if within else None,
+            "epochs_within_budget": within["epoch"] if within else 0}
+
+
+def goals(out: dict[str, Any]) -> dict[str, bool | None]:
+    """The issue's goals on a 2-core CPU, judged from the figures (None: that part did not run)."""
+    def judge(key: str, ok) -> bool | None:
+        return None if out.get(key) is None else bool(ok(out[key]))
+    return {"speedup >= 3x": judge("speedup", lambda v: v >= 3),
+            "92% within 10 min": judge("acc_at_10_min", lambda v: v >= 0.92),
+            "peak RSS < 2 GB": judge("peak_rss_mb", lambda v: v < 2048)}
 
 
 def main(args: argparse.Namespace) -> int:
@@ -171,18 +200,31 @@ def main(args: argparse.Namespace) -> int:
     if not args.quick:
         budget = 60 * args.budget_min
         print(f"3. Time to accuracy: vit_fmnist within {args.budget_min:g} minutes (child process)")
-        probe = fit(create_model("vit_fmnist"), type(data)(data.train_images[:2048], data.train_labels[:2048],
-                    data.test_images[:8], data.test_labels[:8]), TrainConfig(epochs=1), device=device,
-                    progress=False).images_per_s
+        # the speed the run will have: the second of two short epochs (the first pays start-up)
+        sample = type(data)(data.train_images[:2048], data.train_labels[:2048],
+                            data.test_images[:8], data.test_labels[:8])
+        probe = fit(create_model("vit_fmnist"), sample, TrainConfig(epochs=2), device=device,
+                    progress=False).history[-1]["images_per_s"]
         run = time_to_accuracy(budget, probe, args.train_size, args.threads)
         out["time_to_90_s"] = run["time_to_90_s"]
-        out["acc_at_10_min"] = run["final_acc"]
+        out["acc_at_10_min"] = run["acc_within_budget"]
+        out["final_acc"] = run["final_acc"]
+        out["budget_s"], out["probe_img_per_s"] = budget, probe
         out["budget_epochs"], out["budget_wall_s"] = run["epochs"], run["wall_s"]
+        out["epochs_within_budget"], out["train_s"] = run["epochs_within_budget"], run["train_s"]
         out["peak_rss_mb"] = run["peak_rss_mb"]
         t90 = f"{run['time_to_90_s']:.0f} s" if run["time_to_90_s"] is not None else "not reached"
-        print(f"   {run['epochs']} epochs in {run['wall_s']:.0f} s: {100 * run['final_acc']:.2f}% test accuracy "
-              f"(goal: 92% in 10 min); 90% after: {t90}")
+        within = run["acc_within_budget"]
+        print(f"   {run['epochs']} epochs planned, {run['train_s']:.0f} s of training + evaluation "
+              f"({run['wall_s']:.0f} s with start-up): {100 * run['final_acc']:.2f}% test accuracy at the end")
+        print(f"   within {args.budget_min:g} min: "
+              + (f"{100 * within:.2f}% after {run['epochs_within_budget']} epochs" if within is not None
+                 else "no epoch finished")
+              + f" (goal: 92%); 90% first reached after: {t90}")
         print(f"4. Peak resident memory of that training process: {run['peak_rss_mb']:.0f} MB (goal < 2048 MB)")
+    out["goals"] = goals(out)
+    print("goals: " + ", ".join(f"{k}: {'n/a' if v is None else ('met' if v else 'MISSED')}"
+                                for k, v in out["goals"].items()))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(out, indent=1) + "\n")

@@ -1,7 +1,8 @@
 """Chapter 10's experiment: ViT vs T2T-ViT vs Swin vs a ResNet on Fashion-MNIST, same loop, same budget.
 
 `compare(...)` trains each model with `vitcourse.train.fit` and one `TrainConfig`, then measures
-parameters, MACs per image (`vitcourse.flops`), test accuracy, training and inference throughput.
+parameters, MACs per image (`vitcourse.flops`), test accuracy, training and inference throughput
+(each a best-of-N timing made right after the model's run), with seed, hardware and commit.
 `make compare` runs it on the full data and writes ``data/results/comparisons.csv``; the chapter
 reads that file and re-runs a tiny version live in fast mode.
 
@@ -27,7 +28,8 @@ FAMILY = {"vit_fmnist": "ViT", "t2t_vit_fmnist": "T2T-ViT", "swin_fmnist": "Swin
           "resnet_fmnist": "ResNet (CNN)"}
 RESULTS_CSV = Path(__file__).resolve().parents[1] / "data" / "results" / "comparisons.csv"
 COLUMNS = ("model", "family", "params", "macs", "epochs", "train_size", "test_size", "test_acc",
-           "train_images_per_s", "infer_images_per_s", "wall_time_s", "device", "torch")
+           "train_images_per_s", "infer_images_per_s", "fit_images_per_s", "wall_time_s", "seed",
+           "device", "hardware", "torch", "commit", "train_config")
 
 # ImageNet-1k top-1 (trained on ImageNet-1k only, 224x224 unless said) as the papers report them.
 PAPER_IMAGENET = [
@@ -73,9 +75,56 @@ def inference_throughput(model: torch.nn.Module, images: torch.Tensor, batch_siz
     return best
 
 
+def training_throughput(name: str, images: torch.Tensor, labels: torch.Tensor,
+                        device: torch.device | str = "cpu", batch_size: int = 256, steps: int = 8,
+                        repeats: int = 3) -> float:
+    """Training images/s of a fresh `name` model: the best of `repeats` timed windows of `steps`
+    optimiser steps (`train_step`, the loop's own step, in the loop's precision), after one
+    untimed step. Best-of-N, measured back to back for every model, so that a busy machine
+    during one model's long training run does not rank the models by the load instead."""
+    import torch.nn as nn
+
+    from .data import normalize
+    from .precision import grad_scaler, resolve_precision
+    from .schedule import make_scheduler
+    from .train import TrainConfig, make_optimizer, train_step
+    device = torch.device(device)
+    model = create_model(name).to(device).train()
+    config = TrainConfig()
+    optimizer = make_optimizer(model, config)
+    scheduler = make_scheduler(optimizer, total_steps=(repeats * steps + 1) * 2)
+    precision = resolve_precision(config.precision, device)
+    scaler = grad_scaler(precision, device)
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    x = normalize(images[:batch_size]).to(device)
+    y = labels[:batch_size].to(device)
+
+    def window(n: int) -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            train_step(model, x, y, criterion, optimizer, scheduler, scaler, config.grad_clip,
+                       precision, device)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return n * len(y) / (time.perf_counter() - t0)
+
+    window(1)  # warm-up
+    return max(window(steps) for _ in range(repeats))
+
+
 def compare(data: FashionMNISTData, models: tuple[str, ...] = MODELS, epochs: int = 3,
             device: str | None = None, progress: bool = False, seed: int = 0) -> list[dict]:
-    """Train every model in `models` with the same `TrainConfig(epochs=epochs)`; one row per model."""
+    """Train every model in `models` with the same `TrainConfig(epochs=epochs)`; one row per model.
+
+    `train_images_per_s` is a separate best-of-3 timing of the training step (see
+    `training_throughput`); `fit_images_per_s` is the average over the training run itself, which
+    a busy machine drags down. Each row records its seed, hardware, commit and configuration."""
+    import dataclasses
+    import json
+
+    from .sweep import git_commit, hardware
     from .train import TrainConfig, fit
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
@@ -88,17 +137,25 @@ def compare(data: FashionMNISTData, models: tuple[str, ...] = MODELS, epochs: in
         seed_everything(seed)
         model = create_model(name)
         params, macs = count_parameters(model), count_flops(model) // 2
-        result = fit(model, data, TrainConfig(epochs=epochs, seed=seed), device=dev, progress=progress)
+        config = TrainConfig(epochs=epochs, seed=seed)
+        result = fit(model, data, config, device=dev, progress=progress)
         rows.append({
             "model": name, "family": FAMILY[name], "params": params, "macs": macs, "epochs": epochs,
             "train_size": len(data.train_labels), "test_size": len(data.test_labels),
             "test_acc": round(result.test_accuracy, 4),
-            "train_images_per_s": round(result.images_per_s, 1),
+            "train_images_per_s": round(training_throughput(name, data.train_images, data.train_labels,
+                                                            device=dev), 1),
             "infer_images_per_s": round(inference_throughput(result.model, data.test_images, device=dev), 1),
+            "fit_images_per_s": round(result.images_per_s, 1),
             "wall_time_s": round(result.wall_time_s, 1),
+            "seed": seed,
             "device": dev.type if dev.type != "cpu" else f"cpu ({platform.machine()}, "
                                                          f"{torch.get_num_threads()} threads)",
+            "hardware": hardware(),
             "torch": torch.__version__,
+            "commit": git_commit(),
+            "train_config": json.dumps({k: (list(v) if isinstance(v, tuple) else v)
+                                        for k, v in dataclasses.asdict(config).items()}, sort_keys=True),
         })
     return rows
 

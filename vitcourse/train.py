@@ -16,6 +16,7 @@ import csv
 import dataclasses
 import json
 import math
+import os
 import signal
 import threading
 import time
@@ -165,11 +166,17 @@ def _set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None
 
 
 def _write_history(history: list[dict[str, Any]], folder: Path) -> None:
-    (folder / "history.json").write_text(json.dumps(history, indent=1))
-    with open(folder / "history.csv", "w", newline="") as f:
+    """history.json and history.csv, each written to a temporary file and renamed into place, so
+    a run killed mid-write leaves the previous epoch's complete files, never half of one."""
+    tmp = folder / "history.json.tmp"
+    tmp.write_text(json.dumps(history, indent=1))
+    os.replace(tmp, folder / "history.json")
+    tmp = folder / "history.csv.tmp"
+    with open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(history[0]))
         writer.writeheader()
         writer.writerows(history)
+    os.replace(tmp, folder / "history.csv")
 
 
 @torch.no_grad()

@@ -90,7 +90,9 @@ class _Explorer:
         raise NotImplementedError
 
     def figure(self) -> Figure:
-        """A new matplotlib Figure showing the current state."""
+        """A new matplotlib Figure showing the current state: a notebook shows it as a PNG; in a
+        plain script save it (``ex.figure().savefig("state.png")``), since pyplot does not track
+        it and ``plt.show()`` would show nothing."""
         fig = StaticFigure(figsize=self.figsize, dpi=self.dpi)
         FigureCanvasAgg(fig)
         self._draw(fig)

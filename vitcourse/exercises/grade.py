@@ -182,10 +182,37 @@ def reference_checks(source: str | Path | None) -> dict[str, dict[str, Any]]:
             continue
         parsed = parse_notebook(nb, path.name)
         order = [e.exercise_id for e in parsed.exercises]
+        prelude = _checker_import(nb)
         for ex in parsed.exercises:
-            checks.setdefault(ex.exercise_id, {"source": nb.cells[ex.check_cell].source,
+            checks.setdefault(ex.exercise_id, {"source": _self_contained(nb.cells[ex.check_cell].source, prelude),
                                                "chapter": path.name, "order": order})
     return checks
+
+
+_CHECKER_IMPORT = re.compile(r"^from vitcourse\.checks import (ch\d\d_\w+) as (\w+)[ \t]*$", re.MULTILINE)
+
+
+def _checker_import(nb: Any) -> str:
+    """The chapter's `from vitcourse.checks import chNN_x as check` line, re-binding a fresh copy."""
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            found = _CHECKER_IMPORT.search(cell.source)
+            if found:
+                module, alias = found.groups()
+                # A check cell that imports its checker itself cannot be fooled by a student's
+                # cell that re-bound the name, nor broken by one that deleted the import cell;
+                # reload() also undoes monkey-patching of the checker module's own functions.
+                return (f"import importlib as _importlib, vitcourse.checks.{module} as {alias}  "
+                        f"# added by the grader\n{alias} = _importlib.reload({alias})")
+    return ""
+
+
+def _self_contained(check_source: str, prelude: str) -> str:
+    """The check cell with `prelude` after its first line (the `# check: NN.K` line stays first)."""
+    if not prelude:
+        return check_source
+    first, _, rest = check_source.partition("\n")
+    return f"{first}\n{prelude}\n{rest}"
 
 
 def _expected_ids(path: Path, found: list[str], checks: dict[str, dict[str, Any]]) -> list[str]:
