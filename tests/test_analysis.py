@@ -393,3 +393,28 @@ def test_check_06_3_passes_the_reference_and_names_the_usual_mistakes(capsys):
     fails(ch06.mean_distance, lambda a, g, p: float((a * A.patch_distances(g, p)).sum(-1).max()),
           "expected", "average over queries")
     fails(ch06.mean_distance, lambda a, g, p: "far", "should return a number")
+
+
+def test_capture_attention_refuses_a_model_that_still_takes_the_fused_path(monkeypatch):
+    """The failure of public rollout code when timm switched to fused attention: the hooks see
+    nothing. Forcing every block back to the fused kernel must give a clear error, not [] maps."""
+    from vitcourse.blocks import EncoderBlock
+    torch.manual_seed(0)
+    model = create_model("vit_fmnist", depth=2)
+    real_forward = EncoderBlock.forward
+    monkeypatch.setattr(EncoderBlock, "forward", lambda self, x, fused=None: real_forward(self, x, fused=True))
+    with pytest.raises(RuntimeError, match="called 0 times"):
+        A.capture_attention(model, torch.zeros(2, 28, 28, dtype=torch.uint8))
+
+
+def test_model_attention_distance_over_batches_equals_one_pass():
+    torch.manual_seed(0)
+    model = create_model("vit_fmnist", depth=2, pool="cls")
+    images = torch.randint(0, 256, (5, 28, 28), dtype=torch.uint8)
+    one_pass = A.mean_attention_distance(A.capture_attention(model, images), model.grid_size,
+                                         model.config.patch_size, model.num_prefix_tokens)
+    batched = A.model_attention_distance(model, images, batch_size=2)  # batches of 2, 2, 1
+    assert batched.shape == (2, model.config.heads)
+    torch.testing.assert_close(batched, one_pass, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="batch_size"):
+        A.model_attention_distance(model, images, batch_size=0)

@@ -158,8 +158,14 @@ class Site:
     """A built site served on 127.0.0.1 and opened in headless chromium."""
 
     def __init__(self, html_dir: Path, tmp: Path):
-        assert CHROMIUM, ("the browser test needs chromium: `sudo apt-get install chromium` "
-                          "(.ci/run installs it)")
+        if not CHROMIUM:
+            # CI installs it (.ci/run) and must never skip; on a student's machine, where
+            # `make test` cannot install system packages, say what to do instead of failing.
+            message = ("the browser test needs chromium: `sudo apt-get install chromium` "
+                       "(.ci/run installs it)")
+            if os.environ.get("CI"):
+                pytest.fail(message)
+            pytest.skip(message)
         self.dir, self.tmp = html_dir, tmp
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0),
                                          partial(_QuietHandler, directory=str(html_dir)))
@@ -483,8 +489,10 @@ def test_chapter_page_in_the_browser(site, built, chapter):
     check_images(site, page, figures=image_outputs(executed) if executed.is_file() else None)
     # Launch button (from book.yml's repository; the theme's launch menu, not the badge) and the
     # badge, served by the site itself.
-    launch = [a for tag, a in dom.tags if tag == "a" and a.get("href") == colab_url(chapter.name)
-              and "colab" in a.get("title", "").lower()]
+    # (read from the page as built: Bootstrap's tooltip script moves `title` away in the browser)
+    launch = [a for tag, a in parse(page.html).tags if tag == "a"
+              and a.get("href") == colab_url(chapter.name) and "colab" in a.get("title", "").lower()
+              and "dropdown-item" in a.get("class", "").split()]
     assert launch, "no Colab launch button for this notebook"
     assert any(tag == "img" and a.get("alt") == "Open In Colab" and not is_external(
         urljoin(page.url, a["src"])) for tag, a in dom.tags), "no local Colab badge"
@@ -509,7 +517,8 @@ def test_instructors_page_loads_offline(site):
     page = site.page("instructors.html")
     assert "instructors" in html.unescape(parse(page.dom).title).lower()
     check_offline(page)
-    assert "python -m vitcourse grade" in page.dom
+    text = html.unescape(re.sub(r"<[^>]+>", "", page.dom))  # code is split into highlighted spans
+    assert "python -m vitcourse grade" in text and "Exercises" in text
 
 
 def test_no_page_fetches_anything_from_outside(built):

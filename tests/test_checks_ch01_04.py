@@ -360,3 +360,32 @@ def test_vit_forward_reference_passes(capsys):
 
 def test_vit_forward_mean_pooling_fails():
     fails(ch04.vit_forward, lambda m, x: m.head(m.forward_features(x)[:, 1:].mean(1)), "04.1", "tokens[:, 0]")
+
+
+def test_vit_forward_returning_all_tokens_fails_on_shape():
+    # the whole token sequence through the head: (B, 1 + N, classes) instead of (B, classes)
+    fails(ch04.vit_forward, lambda m, x: m.head(m.forward_features(x)), "04.1", "shape")
+
+
+def test_vit_forward_without_position_embeddings_fails_on_values():
+    def no_pos(model, x):
+        t = model.patch_embed(x)
+        t = torch.cat([model.cls_token.expand(t.shape[0], -1, -1), t], 1)  # pos_embed forgotten
+        for b in model.blocks:
+            t = b(t)
+        return model.head(model.norm(t)[:, 0])
+    fails(ch04.vit_forward, no_pos, "04.1", "wrong values")
+
+
+def test_vit_forward_returning_the_last_token_gets_its_hint():
+    fails(ch04.vit_forward, lambda m, x: m.head(m.forward_features(x)[:, -1]), "04.1",
+          "the class token is the first one")
+
+
+def test_param_count_mistakes_get_their_hints():
+    fails(ch04.param_count, lambda cfg: good_param_count(cfg) - (1 if cfg.pool == "cls" else 0) * cfg.dim
+          if cfg.pool == "cls" else good_param_count(cfg), "04.2", "class token")
+    fails(ch04.param_count, lambda cfg: good_param_count(cfg) - ((cfg.image_size // cfg.patch_size) ** 2
+          + (cfg.pool == "cls")) * cfg.dim, "04.2", "position embeddings")
+    fails(ch04.param_count, lambda cfg: good_param_count(cfg) + 1, "04.2", "expected", "got")
+    fails(ch04.param_count, lambda cfg: float(good_param_count(cfg)) + 0.5, "04.2", "is wrong")

@@ -93,6 +93,10 @@ def test_notebooks_exist_and_are_committed_without_outputs():
         dirty = [i for i, c in enumerate(nb["cells"])
                  if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count"))]
         assert not dirty, f"{path.name}: cells {dirty} have outputs; strip them before committing"
+        # saved widget state and execution timings are outputs too (JupyterLab stores them)
+        assert "widgets" not in nb["metadata"], f"{path.name}: saved widget state in its metadata"
+        timed = [i for i, c in enumerate(nb["cells"]) if "execution" in c.get("metadata", {})]
+        assert not timed, f"{path.name}: cells {timed} keep execution timings in their metadata"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
@@ -127,6 +131,29 @@ def test_device_choice(monkeypatch):
             get_device("cuda")
 
 
+@pytest.mark.parametrize("cuda, mps, expected", [(True, True, "cuda"), (False, True, "mps"),
+                                                 (False, False, "cpu")])
+def test_device_order_is_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):
+    from vitcourse.settings import get_device
+    monkeypatch.delenv("VITCOURSE_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert get_device().type == expected
+    assert get_device("cpu").type == "cpu"  # an explicit choice wins
+
+
+def test_colab_is_detected_by_its_module_or_its_environment(monkeypatch):
+    from vitcourse.settings import in_colab
+    monkeypatch.delenv("COLAB_RELEASE_TAG", raising=False)
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    assert not in_colab()
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "release-colab_20261201")
+    assert in_colab()
+    monkeypatch.delenv("COLAB_RELEASE_TAG")
+    monkeypatch.setitem(sys.modules, "google.colab", object())
+    assert in_colab()
+
+
 def test_seeding_is_reproducible():
     from vitcourse.settings import seed_everything
     seed_everything(7)
@@ -151,3 +178,36 @@ def test_environment_report_finds_the_data():
     report = environment_report()
     assert report.ok, str(report)
     assert "Fashion-MNIST found" in str(report)
+
+
+def test_environment_report_checks_what_the_chapters_need(monkeypatch):
+    from vitcourse import info
+    report = info.environment_report()
+    names = [c.name for c in report.checks]
+    assert names[:1] == ["python"] and {"torch", "torchvision", "timm", "d2l", "device", "bf16",
+                                        "data"} <= set(names)
+    assert report.ok, str(report)  # make setup installed everything; the data is found
+    assert "Fashion-MNIST found in" in str(report)
+
+
+def test_environment_report_says_how_to_get_missing_data(monkeypatch, tmp_path):
+    import vitcourse.data as data
+    from vitcourse import info
+    monkeypatch.setenv(data.ENV_VAR, str(tmp_path))
+    monkeypatch.setattr(data, "REPO_DATA_DIR", tmp_path / "none")
+    monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "none")
+
+    def offline(root):
+        raise OSError("no internet")
+    monkeypatch.setattr(data, "_download", offline)
+    report = info.environment_report()
+    assert not report.ok
+    text = str(report)
+    assert "[FIX] data: Fashion-MNIST not found" in text and "apt-get install dataset-fashion-mnist" in text
+
+
+def test_environment_report_flags_an_unsupported_python(monkeypatch):
+    from vitcourse import info
+    monkeypatch.setattr(info.sys, "version_info", (3, 14, 0, "final", 0))
+    check = info.environment_report().checks[0]
+    assert check.name == "python" and not check.ok and "3.10 to 3.13" in check.fix

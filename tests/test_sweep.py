@@ -214,11 +214,12 @@ def test_committed_csv_has_every_point_with_provenance():
     assert float(rows[-1]["cumulative_wall_s"]) == pytest.approx(sum(float(r["point_wall_s"]) for r in rows), abs=1.0)
 
 
-# The smallest point of the sweep, re-run. Tolerance: 3 points of accuracy. Its two committed
-# seeds differ by more than that would allow to go unnoticed (see chapter 07), while a re-run with
-# the same seed differs only by floating-point details (threads, bf16 vs fp32 on CPUs without
-# bf16 support), measured well under 1 point.
-RERUN_TOLERANCE = 0.03
+# The smallest point of the sweep, re-run. Tolerance: half a point of accuracy. Re-run on the
+# sweep's machine it gave the committed value exactly (67.19% both, 1 thread, bf16); another CPU
+# (other kernels, fp32 where bf16 is missing) may differ in the last digits of the weights, which
+# moves test accuracy by a few tenths. The point's two committed seeds differ by 1.37 points, so
+# a wrong seed, a changed recipe or a regression in the loop does not pass.
+RERUN_TOLERANCE = 0.005
 
 
 @pytest.mark.slow

@@ -50,6 +50,14 @@ MINIMUM = {"torch": (2, 1), "torchvision": (0, 16), "matplotlib": (3, 7), "ipywi
            "einops": (0, 7), "tqdm": (4, 66), "numpy": (1, 24)}
 
 
+OPTIONAL = [
+    ("timm", "chapter 04 compares with it", "`make setup` installs it, or `pip install timm`"),
+    ("d2l", "chapter 05 and the benchmark compare with it",
+     "`make setup` installs it, or `pip install --no-deps d2l==1.0.3` (its exact pins would "
+     "replace numpy and matplotlib)"),
+]
+
+
 def _at_least(version: str, floor: tuple[int, int]) -> bool:
     parts = []
     for piece in version.split("+")[0].split(".")[:2]:
@@ -61,15 +69,19 @@ def _at_least(version: str, floor: tuple[int, int]) -> bool:
 def environment_report() -> Report:
     """Versions, device, bf16 support and data location, each with what to fix if it is off."""
     report = Report()
-    py_ok = sys.version_info >= (3, 10)
+    py_ok = (3, 10) <= sys.version_info[:2] <= (3, 13)
     report.checks.append(Check("python", py_ok, platform.python_version(),
-                               "install Python 3.10 to 3.13"))
+                               "use Python 3.10 to 3.13 (the range the course is tested on)"))
     for name, floor in MINIMUM.items():
         v = _version(name)
         ok = v is not None and _at_least(v, floor)
         report.checks.append(Check(name, ok, v or "missing",
                                    f"run `make lab` (or `pip install -e .`) to get {name}>="
                                    f"{'.'.join(map(str, floor))}"))
+    # Needed by single chapters only: say which, so a missing one is not a surprise later.
+    for name, where, fix in OPTIONAL:
+        v = _version(name)
+        report.checks.append(Check(name, v is not None, f"{v} ({where})" if v else f"missing ({where})", fix))
     device = get_device()
     where = "Colab" if in_colab() else platform.node() or "this machine"
     detail = f"{device} on {where}"
