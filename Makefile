@@ -11,14 +11,16 @@ NB_TIMEOUT ?= 900
 setup: $(STAMP)
 
 # Re-runs only when pyproject.toml changes: the command is idempotent. (Some machines' pip
-# configuration names local package folders that do not exist; its warnings are filtered out.)
+# configuration names local package folders that do not exist; its warnings are filtered out.
+# d2l is installed without its exact pins on purpose, so pip's report of those "conflicts" is
+# silenced: it would read as an error to a student.)
 PIP := $(BIN)/python -m pip install -q --disable-pip-version-check
 $(STAMP): pyproject.toml
 	@set -o pipefail; start=$$(date +%s); \
 	{ test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); } && \
 	{ $(PIP) -e '.[lab,test,book]' && \
-	  $(PIP) --no-deps 'd2l==1.0.3' && \
-	  $(PIP) 'pandas>=2.0' 'scipy>=1.10'; } 2>&1 | { grep -v '^WARNING: Location' || true; } && \
+	  $(PIP) --no-deps --no-warn-conflicts 'd2l==1.0.3' && \
+	  $(PIP) --no-warn-conflicts 'pandas>=2.0' 'scipy>=1.10'; } 2>&1 | { grep -v '^WARNING: Location' || true; } && \
 	touch $@ && echo "setup: $$(( $$(date +%s) - start )) s"
 
 # Jupyter refuses to run as root without --allow-root (containers, some cloud VMs).

@@ -29,7 +29,7 @@ SCRIPT = textwrap.dedent("""
     def logged(fn):  # record which rank writes each file, in a file of that rank's own
         def wrapper(*args, **kwargs):
             with open(f"{folder}.writers.{distributed.rank()}", "a") as log:
-                log.write(fn.__name__ + "\n")
+                log.write(fn.__name__ + " ")
             return fn(*args, **kwargs)
         return wrapper
     train.save_checkpoint = logged(train.save_checkpoint)

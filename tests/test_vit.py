@@ -101,6 +101,9 @@ def test_presets_are_listed_and_builders_accept_overrides():
     assert model.config.num_classes == 10 and len(model.blocks) == 1 and model.config.dim == 768
     from vitcourse.vit import vit_fmnist
     assert vit_fmnist(pool="cls").cls_token is not None
+    # the lowercase builders, also at the package's top level, build what create_model builds
+    for n in ["vit_ti_16", "vit_s_16", "vit_b_16", "vit_l_16", "vit_h_14", "d2l_vit", "vit_fmnist"]:
+        assert getattr(vitcourse, n)(depth=1).config == vitcourse.create_model(n, depth=1).config
 
 
 def test_d2l_preset_matches_the_book():

@@ -7,6 +7,7 @@ from .settings import fast_or, get_device, in_colab, is_fast, seed_everything
 from .convert import from_timm, from_torchvision
 from .models import create_model, list_models
 from .patches import patchify, unpatchify
-from .vit import ViT, ViTConfig
+from .vit import (ViT, ViTConfig, d2l_vit, vit_b_16, vit_fmnist, vit_fmnist_p4, vit_h_14, vit_l_16,
+                  vit_s_16, vit_ti_16)
 
 __version__ = "0.1.0"
