@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import sys
 import textwrap
@@ -292,6 +293,25 @@ def test_student_command_writes_copies_and_rejects_unknown_chapters(chapter, tmp
     table = capsys.readouterr().out
     assert "| 98.3 | 98_synthetic | a class whose forward reverses a list | medium | 10 |" in table
     assert "3 exercises; expected time 17 minutes." in table
+
+
+def test_student_copies_can_open_on_colab_from_where_they_are_published(tmp_path, capsys):
+    import argparse
+    chapter = ROOT / "notebooks" / "01_patches.ipynb"
+    course = student_cmd.student_copy_text(chapter)
+    published = student_cmd.student_copy_text(chapter, "https://github.com/prof/vit-hw/tree/main/week1")
+    new = "https://colab.research.google.com/github/prof/vit-hw/blob/main/week1/01_patches.ipynb"
+    assert new in published and new not in course
+    assert "github/vitcourse/vitcourse/blob/main/notebooks/01_patches.ipynb" not in published
+    # nothing else changes: the same copy once the link is put back
+    old = re.search(r"https://colab\.research\.google\.com/github/[^)\s\"]*01_patches\.ipynb", course).group(0)
+    assert published.replace(new, old) == course
+    parser = argparse.ArgumentParser()
+    student_cmd.add_arguments(parser)
+    args = parser.parse_args(["--out", str(tmp_path), "--colab-folder", "github.com/prof/vit-hw", "01"])
+    assert student_cmd.main(args) == 2
+    assert "colab_folder must be the GitHub folder" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir()), "nothing is written when the folder is wrong"
 
 
 def test_synthetic_student_copy_runs_with_only_its_check_cells_failing(chapter):

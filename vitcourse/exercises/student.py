@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import re
 import sys
 from pathlib import Path
 
@@ -60,20 +61,49 @@ def parse_chapter(path: str | Path) -> ChapterExercises:
     return parse_notebook(nbformat.reads(path.read_text(encoding="utf-8"), as_version=4), path.name)
 
 
-def student_copy_text(path: str | Path) -> str:
-    """The student copy of the chapter at `path`, as the text of an .ipynb file."""
+_GITHUB_FOLDER = re.compile(r"^https://github\.com/([^/\s]+)/([^/\s]+)/(?:blob|tree)/([^/\s]+)((?:/[^/\s]+)*)/?$")
+_COLAB_LINK = "https://colab.research.google.com/github/"
+
+
+def colab_link_base(github_folder: str) -> str:
+    """The Colab prefix for notebooks in a GitHub folder:
+    "https://github.com/prof/hw/tree/main/week1" -> ".../github/prof/hw/blob/main/week1/"."""
+    found = _GITHUB_FOLDER.match(github_folder or "")
+    if not found:
+        raise ValueError("colab_folder must be the GitHub folder that will hold the copies, like "
+                         "https://github.com/OWNER/REPO/tree/BRANCH/FOLDER, got "
+                         f"{github_folder!r}")
+    owner, repo, branch, folder = found.groups()
+    return f"{_COLAB_LINK}{owner}/{repo}/blob/{branch}{folder}/"
+
+
+def student_copy_text(path: str | Path, colab_folder: str | None = None) -> str:
+    """The student copy of the chapter at `path`, as the text of an .ipynb file.
+
+    Args:
+        colab_folder: the GitHub folder the copies will be published in; the "Open in Colab"
+            links then open the student copy there, not the course's chapter (which holds the
+            solutions). None keeps the course's links.
+    """
     import nbformat
 
     path = Path(path)
     text = path.read_text(encoding="utf-8")
     nb = nbformat.reads(text, as_version=4)
-    return notebook_text(student_notebook(nb, path.name), trailing_newline=text.endswith("\n"))
+    copy = student_notebook(nb, path.name)
+    if colab_folder is not None:
+        base = colab_link_base(colab_folder)
+        link = re.compile(re.escape(_COLAB_LINK) + r"[^)\s\"]*/" + re.escape(path.name))
+        for cell in copy.cells:
+            if cell.cell_type == "markdown":
+                cell.source = link.sub(base + path.name, cell.source)
+    return notebook_text(copy, trailing_newline=text.endswith("\n"))
 
 
-def write_student_copies(paths: list[Path], out: str | Path) -> list[Path]:
+def write_student_copies(paths: list[Path], out: str | Path, colab_folder: str | None = None) -> list[Path]:
     """Write the student copy of each chapter in `paths` into folder `out`; return the new files."""
     out = Path(out)
-    texts = {path: student_copy_text(path) for path in paths}  # all checked before any is written
+    texts = {path: student_copy_text(path, colab_folder) for path in paths}  # all checked before any is written
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for path, text in texts.items():
@@ -144,6 +174,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("chapters", nargs="*", metavar="CHAPTER",
                         help="chapters to copy: path, file name, stem or number (default: all)")
     parser.add_argument("--out", default="student", help="folder for the copies (default: ./student)")
+    parser.add_argument("--colab-folder", default=None, metavar="URL",
+                        help="the GitHub folder you will publish the copies in "
+                             "(https://github.com/OWNER/REPO/tree/BRANCH/FOLDER): their Open in "
+                             "Colab badges then open the copies, not the chapters with solutions")
     parser.add_argument("--notebooks", default=str(NOTEBOOKS),
                         help=f"folder of the chapter notebooks (default: {NOTEBOOKS})")
     action = parser.add_mutually_exclusive_group()
@@ -180,7 +214,11 @@ def main(args: argparse.Namespace) -> int:
         count = sum(len(parse_chapter(path).exercises) for path in paths)
         print(f"{len(paths)} notebooks, {count} exercises: well formed")
         return 0
-    written = write_student_copies(paths, args.out)
+    try:
+        written = write_student_copies(paths, args.out, args.colab_folder)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     count = sum(len(parse_chapter(path).exercises) for path in paths)
     print(f"wrote {len(written)} student notebooks ({count} exercises) to {Path(args.out)}/")
     return 0
