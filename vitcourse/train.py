@@ -387,12 +387,16 @@ def fit(model: nn.Module, data: FashionMNISTData, config: TrainConfig | None = N
 
 
 def _check_finite(loss_sum: torch.Tensor, epoch: int, step: int, ckpt_path: Path | None) -> None:
-    if torch.isfinite(loss_sum).item():
+    # Under torchrun every rank must take the same decision at the same step: a rank that stopped
+    # alone would leave the others waiting forever in the next step's gradient all-reduce.
+    bad = dist_utils.all_reduce_sum([0.0 if torch.isfinite(loss_sum).item() else 1.0], loss_sum.device)
+    if bad.item() == 0:
         return
     kept = (f"the last good checkpoint is kept at {ckpt_path}" if ckpt_path is not None and ckpt_path.is_file()
             else "no checkpoint was written")
+    value = loss_sum.item() if not torch.isfinite(loss_sum).item() else "non-finite on another rank"
     raise TrainingDiverged(
-        f"the training loss became {loss_sum.item()} at epoch {epoch + 1}, by step {step}: training "
+        f"the training loss became {value} at epoch {epoch + 1}, by step {step}: training "
         f"stopped and {kept}. Try a lower lr, a longer warm-up, grad_clip=1.0, or precision='fp32'.")
 
 
