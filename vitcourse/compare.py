@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import platform
 import time
 from pathlib import Path
 
 import torch
+import torch.nn as nn
 
 from .data import FashionMNISTData, load_data
 from .flops import count_flops, count_parameters
@@ -82,8 +84,6 @@ def training_throughput(name: str, images: torch.Tensor, labels: torch.Tensor,
     optimiser steps (`train_step`, the loop's own step, in the loop's precision), after one
     untimed step. Best-of-N, measured back to back for every model, so that a busy machine
     during one model's long training run does not rank the models by the load instead."""
-    import torch.nn as nn
-
     from .data import normalize
     from .precision import grad_scaler, resolve_precision
     from .schedule import make_scheduler
@@ -121,10 +121,7 @@ def compare(data: FashionMNISTData, models: tuple[str, ...] = MODELS, epochs: in
     `train_images_per_s` is a separate best-of-3 timing of the training step (see
     `training_throughput`); `fit_images_per_s` is the average over the training run itself, which
     a busy machine drags down. Each row records its seed, hardware, commit and configuration."""
-    import dataclasses
-    import json
-
-    from .sweep import git_commit, hardware
+    from .sweep import _config_dict, git_commit, hardware
     from .train import TrainConfig, fit
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
@@ -154,8 +151,7 @@ def compare(data: FashionMNISTData, models: tuple[str, ...] = MODELS, epochs: in
             "hardware": hardware(),
             "torch": torch.__version__,
             "commit": git_commit(),
-            "train_config": json.dumps({k: (list(v) if isinstance(v, tuple) else v)
-                                        for k, v in dataclasses.asdict(config).items()}, sort_keys=True),
+            "train_config": json.dumps(_config_dict(config), sort_keys=True),  # as the sweep's rows
         })
     return rows
 
