@@ -16,7 +16,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Callable
 
 import torch
 import torch.nn as nn
@@ -27,15 +27,17 @@ PRETRAINED_DIR = REPO_ROOT / "data" / "checkpoints"
 PRETRAINED: dict[str, str] = {"vit_fmnist": "make checkpoint"}
 
 
-def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Write `state` to `path` atomically (temporary file in the same folder, then rename)."""
+def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], text: bool = False) -> Path:
+    """Call `write(f)` on a temporary file in `path`'s folder, then rename it to `path`: readers
+    see the old file or the new one, never half of one. `text` opens it as UTF-8 text (newline="",
+    as the csv module wants) instead of bytes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.chmod(tmp, 0o644)  # mkstemp makes it private (0600); a checkpoint is an ordinary file
+    os.chmod(tmp, 0o644)  # mkstemp makes it private (0600); these are ordinary files
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
+        with (os.fdopen(fd, "w", encoding="utf-8", newline="") if text else os.fdopen(fd, "wb")) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())  # the bytes are on disk before the rename makes them visible
         os.replace(tmp, path)
@@ -43,6 +45,11 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write `state` to `path` atomically (temporary file in the same folder, then rename)."""
+    return atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -16,7 +16,6 @@ import csv
 import dataclasses
 import json
 import math
-import os
 import signal
 import threading
 import time
@@ -29,7 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import distributed as dist_utils
-from .checkpoint import load_checkpoint, model_spec, save_checkpoint, unwrap
+from .checkpoint import atomic_write, load_checkpoint, model_spec, save_checkpoint, unwrap
 from .data import FashionMNISTData, TensorLoader
 from .live_plot import LivePlot
 from .precision import autocast, grad_scaler, maybe_compile, resolve_compile, resolve_precision
@@ -166,17 +165,15 @@ def _set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None
 
 
 def _write_history(history: list[dict[str, Any]], folder: Path) -> None:
-    """history.json and history.csv, each written to a temporary file and renamed into place, so
-    a run killed mid-write leaves the previous epoch's complete files, never half of one."""
-    tmp = folder / "history.json.tmp"
-    tmp.write_text(json.dumps(history, indent=1))
-    os.replace(tmp, folder / "history.json")
-    tmp = folder / "history.csv.tmp"
-    with open(tmp, "w", newline="") as f:
+    """history.json and history.csv, each written atomically (`atomic_write`, as checkpoints are),
+    so a run killed mid-write leaves the previous epoch's complete files, never half of one."""
+    def write_csv(f) -> None:
         writer = csv.DictWriter(f, fieldnames=list(history[0]))
         writer.writeheader()
         writer.writerows(history)
-    os.replace(tmp, folder / "history.csv")
+
+    atomic_write(folder / "history.json", lambda f: f.write(json.dumps(history, indent=1)), text=True)
+    atomic_write(folder / "history.csv", write_csv, text=True)
 
 
 @torch.no_grad()
@@ -389,12 +386,13 @@ def fit(model: nn.Module, data: FashionMNISTData, config: TrainConfig | None = N
 def _check_finite(loss_sum: torch.Tensor, epoch: int, step: int, ckpt_path: Path | None) -> None:
     # Under torchrun every rank must take the same decision at the same step: a rank that stopped
     # alone would leave the others waiting forever in the next step's gradient all-reduce.
-    bad = dist_utils.all_reduce_sum([0.0 if torch.isfinite(loss_sum).item() else 1.0], loss_sum.device)
+    finite = bool(torch.isfinite(loss_sum).item())
+    bad = dist_utils.all_reduce_sum([0.0 if finite else 1.0], loss_sum.device)
     if bad.item() == 0:
         return
     kept = (f"the last good checkpoint is kept at {ckpt_path}" if ckpt_path is not None and ckpt_path.is_file()
             else "no checkpoint was written")
-    value = loss_sum.item() if not torch.isfinite(loss_sum).item() else "non-finite on another rank"
+    value = "non-finite on another rank" if finite else loss_sum.item()
     raise TrainingDiverged(
         f"the training loss became {value} at epoch {epoch + 1}, by step {step}: training "
         f"stopped and {kept}. Try a lower lr, a longer warm-up, grad_clip=1.0, or precision='fp32'.")
