@@ -55,7 +55,7 @@ GRADE_TIMEOUT ?= 300
 grade: $(STAMP)
 	nice -n 10 $(BIN)/python -m vitcourse grade $(SUBMISSIONS) --out $(SCORES) --timeout $(GRADE_TIMEOUT) --fast
 
-# The shipped trained model + its JSON card (read by vitcourse.checkpoint.load_pretrained).
+# The shipped trained model + its JSON card (read by vitcourse.training.checkpoint.load_pretrained).
 # A fixed epoch count and seed, so the run is reproducible; niced, because the CPU is shared.
 # The defaults reproduce the shipped card's command (2 threads on an idle 2-core CPU);
 # CKPT_THREADS=1 is faster on a busy 2-core machine; 0 leaves torch's default.
@@ -80,7 +80,7 @@ sweep: $(STAMP)
 # data/results/comparisons.csv (~18 min on 2 cores). COMPARE_ARGS="--epochs 2 --train-size 4000" to shorten it.
 COMPARE_ARGS ?= --epochs 3
 compare: $(STAMP)
-	nice -n 10 $(BIN)/python -m vitcourse.compare --out data/results/comparisons.csv $(COMPARE_ARGS)
+	nice -n 10 $(BIN)/python -m vitcourse compare --out data/results/comparisons.csv $(COMPARE_ARGS)
 
 # The course site in _build/html, every chapter executed: FAST=1 (default) fast mode, FAST=0 full
 # runs (the published site: a GPU or the shipped checkpoints). Offline; see tools/book.py.

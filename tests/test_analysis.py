@@ -398,7 +398,7 @@ def test_check_06_3_passes_the_reference_and_names_the_usual_mistakes(capsys):
 def test_capture_attention_refuses_a_model_that_still_takes_the_fused_path(monkeypatch):
     """The failure of public rollout code when timm switched to fused attention: the hooks see
     nothing. Forcing every block back to the fused kernel must give a clear error, not [] maps."""
-    from vitcourse.blocks import EncoderBlock
+    from vitcourse.layers.blocks import EncoderBlock
     torch.manual_seed(0)
     model = create_model("vit_fmnist", depth=2)
     real_forward = EncoderBlock.forward

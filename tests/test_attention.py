@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 import torch
 import torch.nn.functional as F
 
-from vitcourse.attention import AttentionProbe, MultiHeadSelfAttention, scaled_dot_product_attention
+from vitcourse.layers.attention import AttentionProbe, MultiHeadSelfAttention, scaled_dot_product_attention
 
 
 def test_explicit_attention_matches_formula_and_pytorch():

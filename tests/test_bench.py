@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from vitcourse import bench
+from vitcourse.experiments import bench
 from vitcourse.models import create_model
 
 

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from vitcourse.blocks import MLP, EncoderBlock
-from vitcourse.pos_embed import resample_pos_embed, sincos_2d
+from vitcourse.layers.blocks import MLP, EncoderBlock
+from vitcourse.layers.pos_embed import resample_pos_embed, sincos_2d
 
 
 def test_mlp_is_fc_gelu_fc():

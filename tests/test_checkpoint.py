@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import vitcourse.checkpoint as ckpt_mod
-from vitcourse.checkpoint import (export_model, load_checkpoint, load_model, load_pretrained,
+import vitcourse.training.checkpoint as ckpt_mod
+from vitcourse.training.checkpoint import (export_model, load_checkpoint, load_model, load_pretrained,
                                   save_checkpoint)
 from vitcourse.models import create_model
 
@@ -69,7 +69,7 @@ SCRIPT = textwrap.dedent("""
     torch.set_num_threads(1)
     from vitcourse.data import load_data
     from vitcourse.models import create_model
-    from vitcourse.train import TrainConfig, fit
+    from vitcourse.training.loop import TrainConfig, fit
     folder, out = sys.argv[1], sys.argv[2]
     data = load_data(train_size=256, test_size=64)
     torch.manual_seed(0)

@@ -1,11 +1,11 @@
-"""The CNN baseline (vitcourse.cnn): shapes, parameter counts against the ViT, config checks."""
+"""The CNN baseline (vitcourse.models.cnn): shapes, parameter counts against the ViT, config checks."""
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from vitcourse.cnn import PRESETS, BasicBlock, ResNet, ResNetConfig
+from vitcourse.models.cnn import PRESETS, BasicBlock, ResNet, ResNetConfig
 from vitcourse.models import create_model, list_models
 
 

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from vitcourse.compare import COLUMNS, MODELS, RESULTS_CSV, compare, read_csv, write_csv
+from vitcourse.experiments.compare import COLUMNS, MODELS, RESULTS_CSV, compare, read_csv, write_csv
 from vitcourse.data import load_data
 
 
@@ -49,7 +49,7 @@ def test_committed_results_cover_every_model():
 
 
 def test_training_throughput_times_the_loops_own_step():
-    from vitcourse.compare import training_throughput
+    from vitcourse.experiments.compare import training_throughput
     data = load_data(fast=True, train_size=64, test_size=10)
     speed = training_throughput("vit_fmnist", data.train_images, data.train_labels, batch_size=32,
                                 steps=1, repeats=2)

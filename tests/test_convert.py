@@ -4,7 +4,7 @@ import torch
 import torch.nn as nn
 
 import vitcourse
-from vitcourse.convert import from_timm, from_torchvision
+from vitcourse import from_timm, from_torchvision
 from vitcourse.flops import count_flops, count_parameters, flop_counts
 
 import timm  # a test dependency (pyproject's [test] extra): missing, the suite fails, never skips

@@ -12,18 +12,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from vitcourse import distributed
+from vitcourse.training import distributed
 
 REPO = Path(__file__).resolve().parents[1]
 
 SCRIPT = textwrap.dedent("""
     import sys, torch
     torch.set_num_threads(1)
-    from vitcourse import distributed
+    from vitcourse.training import distributed
     from vitcourse.data import load_data
     from vitcourse.models import create_model
-    import vitcourse.train as train
-    from vitcourse.train import TrainConfig, fit
+    import vitcourse.training.loop as train
+    from vitcourse.training.loop import TrainConfig, fit
     folder, out = sys.argv[1], sys.argv[2]
 
     def logged(fn):  # record which rank writes each file, in a file of that rank's own

@@ -1,11 +1,11 @@
-"""vitcourse.dropout.Dropout: nn.Dropout's behaviour with a cheaper mask on CPU tensors."""
+"""vitcourse.layers.dropout.Dropout: nn.Dropout's behaviour with a cheaper mask on CPU tensors."""
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn as nn
 
-from vitcourse.dropout import Dropout, keep_mask
+from vitcourse.layers.dropout import Dropout, keep_mask
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])

@@ -4,7 +4,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vitcourse.patches import PatchEmbed, patchify, unpatchify
+from vitcourse.layers.patches import PatchEmbed, patchify, unpatchify
 
 
 @st.composite

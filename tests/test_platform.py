@@ -31,7 +31,8 @@ def test_package_imports_without_side_effects():
             "print(vitcourse.__version__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "0.1.0"
+    # the version the package reports is the one pyproject.toml declares
+    assert out.stdout.strip() == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 
 
 def test_environment_yml_is_in_step_with_pyproject():

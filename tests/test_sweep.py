@@ -1,4 +1,4 @@
-"""The scaling sweep (vitcourse.sweep), its plots (vitcourse.scaling_plots), chapter 07's checks,
+"""The scaling sweep (vitcourse.experiments.sweep), its plots (vitcourse.experiments.scaling_plots), chapter 07's checks,
 and the committed results in data/results/scaling.csv."""
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from vitcourse import sweep
+from vitcourse.experiments import sweep
 from vitcourse.checks import ExerciseError
 from vitcourse.checks import ch07_scaling as check
-from vitcourse.scaling_plots import (attention_flops, data_curve, fit_power_law, load_results,
+from vitcourse.experiments.scaling_plots import (attention_flops, data_curve, fit_power_law, load_results,
                                      measure_attention_cost, on_axis, plot_attention_cost,
                                      plot_compute, plot_data_scaling, plot_model_size,
                                      plot_patch_size)
-from vitcourse.sweep import (SweepPoint, append_row, default_points, epochs_for, forward_flops,
+from vitcourse.experiments.sweep import (SweepPoint, append_row, default_points, epochs_for, forward_flops,
                              read_results, run_sweep)
 
 COMMITTED = sweep.DEFAULT_CSV

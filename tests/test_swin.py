@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from vitcourse.analysis import capture_attention
 from vitcourse.models import create_model
-from vitcourse.swin import (DropPath, PatchMerging, SwinConfig, relative_position_index,
+from vitcourse.models.swin import (DropPath, PatchMerging, SwinConfig, relative_position_index,
                             shifted_window_mask, swin_b, swin_fmnist, swin_s, swin_t,
                             window_attention_macs, window_partition, window_reverse)
 
@@ -98,7 +98,7 @@ def test_parameter_counts_equal_torchvision():
 def test_logits_equal_torchvision_swin_t_with_mapped_weights(impl):
     from torchvision.models import swin_t as tv_swin_t
 
-    from vitcourse.convert_swin import from_torchvision_swin
+    from vitcourse import from_torchvision
     torch.manual_seed(0)
     tv = tv_swin_t().eval()
     # A fresh torchvision model has every LayerNorm at 1 and every bias (and the relative-position
@@ -107,7 +107,7 @@ def test_logits_equal_torchvision_swin_t_with_mapped_weights(impl):
         for name, p in tv.named_parameters():
             if p.ndim <= 1 or "relative_position_bias_table" in name:
                 p.add_(torch.randn_like(p) * 0.1)
-    ours = from_torchvision_swin(tv, attn_impl=impl)
+    ours = from_torchvision(tv, attn_impl=impl)
     assert not ours.training
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
@@ -116,9 +116,9 @@ def test_logits_equal_torchvision_swin_t_with_mapped_weights(impl):
 
 
 def test_converter_rejects_non_swin():
-    from vitcourse.convert_swin import from_torchvision_swin
+    from vitcourse import from_torchvision
     with pytest.raises(ValueError, match="tv_model"):
-        from_torchvision_swin(torch.nn.Linear(2, 2))
+        from_torchvision(torch.nn.Linear(2, 2))
 
 
 def test_small_preset_shapes_and_hierarchy():
@@ -220,7 +220,7 @@ def test_create_model_and_config_round_trip():
 
 
 def test_checkpoint_round_trip_rebuilds_the_model(tmp_path):
-    from vitcourse.checkpoint import export_model, load_model
+    from vitcourse.training.checkpoint import export_model, load_model
     model = swin_fmnist(window_size=(7, 7)).eval()
     export_model(model, tmp_path / "swin.pt")
     again = load_model(tmp_path / "swin.pt")

@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from vitcourse.analysis import capture_attention
 from vitcourse.models import create_model
-from vitcourse.t2t import (PRESETS, T2TModule, T2TViTConfig, TokenPerformer, TokenTransformer,
+from vitcourse.models.t2t import (PRESETS, T2TModule, T2TViTConfig, TokenPerformer, TokenTransformer,
                            restructurize, soft_split, soft_split_length, t2t_vit_fmnist)
 
 
@@ -45,7 +45,7 @@ def test_soft_split_tokens_are_overlapping_windows():
 
 
 def test_soft_split_with_stride_equal_kernel_is_a_hard_split():
-    from vitcourse.patches import patchify
+    from vitcourse.layers.patches import patchify
     x = torch.randn(2, 1, 28, 28)
     torch.testing.assert_close(soft_split(x, 7, 7, 0), patchify(x, 7))  # one channel: same order
 
@@ -171,7 +171,7 @@ def test_config_round_trips_through_asdict():
 
 
 def test_checkpoint_round_trip_rebuilds_the_model(tmp_path):
-    from vitcourse.checkpoint import export_model, load_model
+    from vitcourse.training.checkpoint import export_model, load_model
     model = t2t_vit_fmnist().eval()
     export_model(model, tmp_path / "t2t.pt")
     again = load_model(tmp_path / "t2t.pt")

@@ -10,13 +10,13 @@ import pytest
 import torch
 import torch.nn as nn
 
-from vitcourse.checkpoint import load_checkpoint, load_model
+from vitcourse.training.checkpoint import load_checkpoint, load_model
 from vitcourse.data import load_data
 from vitcourse.models import create_model
-from vitcourse.precision import grad_scaler, resolve_compile, resolve_precision
-from vitcourse.schedule import lr_curve, make_scheduler, warmup_cosine, warmup_steps_for
+from vitcourse.training.precision import grad_scaler, resolve_compile, resolve_precision
+from vitcourse.training.schedule import lr_curve, make_scheduler, warmup_cosine, warmup_steps_for
 from vitcourse.settings import supports_bf16
-from vitcourse.train import (TrainConfig, TrainingDiverged, evaluate, fit, input_size, param_groups,
+from vitcourse.training.loop import (TrainConfig, TrainingDiverged, evaluate, fit, input_size, param_groups,
                              predict)
 
 
@@ -253,7 +253,7 @@ def test_cuda_precision_follows_compute_capability(monkeypatch, capability, expe
 def test_fp16_step_scales_unscales_and_skips_overflow():
     """`train_step`'s fp16 branch (a T4's): scaled backward, unscaled clipping, skipped step on
     overflow with the scale halved, and a scaler state that survives a checkpoint round trip."""
-    from vitcourse.train import train_step
+    from vitcourse.training.loop import train_step
     torch.manual_seed(0)
     net = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10))
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1)

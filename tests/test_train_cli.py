@@ -11,8 +11,8 @@ import matplotlib
 import pytest
 import torch
 
-from vitcourse.checkpoint import load_model
-from vitcourse.live_plot import LivePlot, in_notebook
+from vitcourse.training.checkpoint import load_model
+from vitcourse.training.live_plot import LivePlot, in_notebook
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,10 +1,10 @@
-"""D2L's ViT (vitcourse.d2l_reference) and vitcourse's d2l_vit compute the same function."""
+"""D2L's ViT (vitcourse.models.d2l_vit) and vitcourse's d2l_vit compute the same function."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from vitcourse.d2l_reference import (D2L_CONFIG, build_d2l_vit, copy_to_vitcourse, d2l_train_step,
+from vitcourse.models.d2l_vit import (D2L_CONFIG, build_d2l_vit, copy_to_vitcourse, d2l_train_step,
                                        matching_parameters)
 from vitcourse.models import create_model
 

@@ -7,7 +7,7 @@ import torch
 
 matplotlib.use("Agg")
 
-from vitcourse.evaluate import (accuracy, confusion_matrix, per_class_accuracy,  # noqa: E402
+from vitcourse.analysis.confusion import (accuracy, confusion_matrix, per_class_accuracy,  # noqa: E402
                                 plot_confusion_matrix, plot_misclassified)
 
 

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from vitcourse.checkpoint import PRETRAINED_DIR, load_pretrained
+from vitcourse.training.checkpoint import PRETRAINED_DIR, load_pretrained
 from vitcourse.data import load_fashion_mnist
-from vitcourse.train import evaluate
+from vitcourse.training.loop import evaluate
 
 
 @pytest.mark.slow
@@ -31,9 +31,9 @@ def test_shipped_card_is_consistent_with_its_run_and_the_code():
     import dataclasses
     import subprocess
 
-    from vitcourse.checkpoint import load_checkpoint, model_spec
+    from vitcourse.training.checkpoint import load_checkpoint, model_spec
     from vitcourse.models import create_model
-    from vitcourse.train import TrainConfig
+    from vitcourse.training.loop import TrainConfig
 
     card = json.loads((PRETRAINED_DIR / "vit_fmnist.json").read_text())
     history = card["history"]

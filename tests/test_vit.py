@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import vitcourse
-from vitcourse.vit import PRESETS, ViT, ViTConfig
+from vitcourse.models.vit import PRESETS, ViT, ViTConfig
 
 PAPER_COUNTS = {  # at 224x224, 3 channels, 1000 classes (timm and torchvision agree)
     "vit_ti_16": 5_717_416,
@@ -99,7 +99,7 @@ def test_presets_are_listed_and_builders_accept_overrides():
         assert n in names
     model = vitcourse.create_model("ViT-B/16", num_classes=10, depth=1)
     assert model.config.num_classes == 10 and len(model.blocks) == 1 and model.config.dim == 768
-    from vitcourse.vit import vit_fmnist
+    from vitcourse.models.vit import vit_fmnist
     assert vit_fmnist(pool="cls").cls_token is not None
     # the lowercase builders, also at the package's top level, build what create_model builds
     for n in ["vit_ti_16", "vit_s_16", "vit_b_16", "vit_l_16", "vit_h_14", "d2l_vit", "vit_fmnist"]:
@@ -182,7 +182,7 @@ def test_without_position_embeddings_the_model_ignores_patch_order():
     perm = torch.randperm(tokens.shape[1])
     # permuting the patches permutes the output tokens the same way (equivariance) ...
     feats = model.forward_features(x)
-    from vitcourse.patches import patchify, unpatchify
+    from vitcourse.layers.patches import patchify, unpatchify
     shuffled = unpatchify(patchify(x, 4)[:, perm], 4, 16)
     torch.testing.assert_close(model.forward_features(shuffled), feats[:, perm], rtol=1e-5, atol=1e-5)
     # ... so the pooled prediction does not change at all (invariance)
@@ -276,8 +276,8 @@ def test_config_is_a_dataclass_with_documented_defaults():
 # ---- D2L chapter 11.8 ------------------------------------------------------------------------
 def d2l_chapter_vit():
     """D2L 11.8's ViT as the book writes and calls it, ViT(96, 16, 512, 2048, 8, 2, 0.1, 0.1), on
-    d2l's own MultiHeadAttention (vitcourse.d2l_reference holds the book's classes)."""
-    from vitcourse.d2l_reference import build_d2l_vit
+    d2l's own MultiHeadAttention (vitcourse.models.d2l_vit holds the book's classes)."""
+    from vitcourse.models.d2l_vit import build_d2l_vit
 
     return build_d2l_vit()
 

@@ -1,4 +1,4 @@
-"""vitcourse.widgets: drive the explorers' controls programmatically (no kernel, no browser) and
+"""vitcourse.analysis.widgets: drive the explorers' controls programmatically (no kernel, no browser) and
 check that the figure follows."""
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import torch
 import torch.nn.functional as F
 
 from vitcourse import analysis
+from vitcourse.analysis import capture
 from vitcourse.data import CLASS_NAMES, load_fashion_mnist
 from vitcourse.models import create_model
-from vitcourse.widgets import AttentionExplorer, PatchExplorer, PositionEmbeddingExplorer
+from vitcourse.analysis.widgets import AttentionExplorer, PatchExplorer, PositionEmbeddingExplorer
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +177,7 @@ def test_attention_explorer_rollout_toggle(data, cls_model):
 def test_attention_explorer_prediction_and_one_forward_pass_per_image(data, cls_model, monkeypatch):
     calls = []
     real = analysis.capture_attention
-    monkeypatch.setattr(analysis, "capture_attention", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(capture, "capture_attention", lambda *a, **k: calls.append(1) or real(*a, **k))
     images, labels = data
     ex = AttentionExplorer(cls_model, images, labels)
     ex.picker.select(17)
@@ -216,7 +217,7 @@ def test_every_explorer_updates_well_under_a_second_on_the_shipped_checkpoint(da
     is driven through its controls (a redraw each); the median must stay under 0.5 s and no
     single update over 1.5 s (the machine is shared: one slow outlier is noise, a slow median
     is not). Measured here: 0.1-0.25 s per update."""
-    from vitcourse.checkpoint import load_pretrained
+    from vitcourse.training.checkpoint import load_pretrained
     trained = load_pretrained("vit_fmnist")
     untrained = create_model("vit_fmnist")
     patch = PatchExplorer(*data)

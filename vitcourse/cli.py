@@ -13,9 +13,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("vitcourse.info", "print versions, device, data location and a throughput probe"),
     "student": ("vitcourse.exercises.student", "write student copies of the chapters"),
     "grade": ("vitcourse.exercises.grade", "grade a folder of submitted notebooks into a CSV"),
-    "train": ("vitcourse.train_cli", "train a model on Fashion-MNIST"),
-    "bench": ("vitcourse.bench", "benchmark against D2L's ViT and report speed and accuracy"),
-    "sweep": ("vitcourse.sweep", "run (or resume) a scaling sweep into a CSV"),
+    "train": ("vitcourse.training.cli", "train a model on Fashion-MNIST"),
+    "bench": ("vitcourse.experiments.bench", "benchmark against D2L's ViT and report speed and accuracy"),
+    "sweep": ("vitcourse.experiments.sweep", "run (or resume) a scaling sweep into a CSV"),
+    "compare": ("vitcourse.experiments.compare", "train ViT, T2T-ViT, Swin and ResNet alike into a CSV"),
 }
 
 

@@ -16,7 +16,7 @@ import torch.nn as nn
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
-from .patches import _pair
+from .layers.patches import _pair
 
 # PyTorch's counter knows SDPA's CUDA kernels but not the CPU flash kernel that
 # F.scaled_dot_product_attention dispatches to on a CPU; count it with the same formula.

@@ -107,8 +107,8 @@ def throughput_probe(seconds: float = 10.0, device: torch.device | None = None,
     """Training images/s of the course's small ViT (`vit_fmnist`) on one batch of real images,
     in the precision the training loop would choose for `device`, measured for `seconds`."""
     from .data import load_fashion_mnist, normalize
-    from .models import create_model
-    from .precision import autocast, grad_scaler, resolve_precision
+    from .models.registry import create_model
+    from .training.precision import autocast, grad_scaler, resolve_precision
 
     device = device or get_device()
     precision = resolve_precision("auto", device)

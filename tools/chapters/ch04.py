@@ -36,7 +36,7 @@ $$
 \end{aligned}
 $$
 
-| step | equation | module in `vitcourse.vit.ViT` | shape | chapter |
+| step | equation | module in `vitcourse.models.vit.ViT` | shape | chapter |
 |---|---|---|---|---|
 | cut into patches, project | (1) | `patch_embed` (a strided convolution) | $(B, C, H, W) \to (B, N, D)$ | 01 |
 | prepend the class token | (1) | `cls_token` | $(B, N, D) \to (B, 1 + N, D)$ | 03 |
@@ -56,11 +56,11 @@ import torch
 import torch.nn.functional as F
 
 from vitcourse import CLASS_NAMES, create_model, from_timm, from_torchvision, list_models, load_data, seed_everything
-from vitcourse.checkpoint import load_pretrained
+from vitcourse.training.checkpoint import load_pretrained
 from vitcourse.checks import ch04_vit as check
 from vitcourse.data import normalize
 from vitcourse.flops import count_parameters, flop_counts
-from vitcourse.vit import PRESETS, ViT, ViTConfig
+from vitcourse.models.vit import PRESETS, ViT, ViTConfig
 
 seed_everything(0)
 data = load_data()  # real Fashion-MNIST; a stratified subset when VITCOURSE_FAST=1
@@ -529,7 +529,7 @@ Chapter 05 copies weights between D2L's own code and this preset, shows the same
 training steps, and then trains both.
 """),
     code(r"""
-from vitcourse.d2l_reference import D2L_CONFIG
+from vitcourse.models.d2l_vit import D2L_CONFIG
 
 d2l_model = create_model("d2l_vit")
 c = d2l_model.config

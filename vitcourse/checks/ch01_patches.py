@@ -1,7 +1,7 @@
 """Checks for chapter 01 (patches): patchify, the sequence length, the convolution trick.
 
 Every check builds its own inputs (sizes and values the notebook never shows) and compares the
-student's answer with the package's reference implementation in `vitcourse.patches`.
+student's answer with the package's reference implementation in `vitcourse.layers.patches`.
 """
 from __future__ import annotations
 
@@ -22,11 +22,11 @@ def _images(batch: int, channels: int, height: int, width: int, seed: int) -> to
 @exercise("01.1", "patchify an image batch into a sequence of flattened patches",
           difficulty="medium", minutes=15)
 def patchify(student_patchify: Callable[[torch.Tensor, int], torch.Tensor]) -> None:
-    """`student_patchify(images, patch_size)` equals `vitcourse.patches.patchify` on fresh inputs.
+    """`student_patchify(images, patch_size)` equals `vitcourse.layers.patches.patchify` on fresh inputs.
 
     Cases: one channel and three channels, square and non-square images, several patch sizes.
     """
-    from ..patches import patchify as reference
+    from ..layers.patches import patchify as reference
 
     cases = [(2, 1, 12, 12, 4), (3, 3, 10, 15, 5), (1, 2, 6, 9, 3), (2, 3, 8, 8, 8)]
     for i, (b, c, h, w, p) in enumerate(cases):
@@ -83,7 +83,7 @@ def sequence_length(student_sequence_length: Callable[..., int]) -> None:
 def conv_from_linear(student_conv_from_linear: Callable[[nn.Linear, int, int], nn.Conv2d]) -> None:
     """`student_conv_from_linear(linear, patch_size, in_channels)` returns a Conv2d whose output,
     flattened to tokens, equals `linear(patchify(x, patch_size))` for fresh images."""
-    from ..patches import patchify as reference_patchify
+    from ..layers.patches import patchify as reference_patchify
 
     for i, (c, p, d, hw) in enumerate([(3, 4, 5, (8, 12)), (1, 7, 6, (14, 14)), (2, 3, 4, (9, 6))]):
         torch.manual_seed(200 + i)

@@ -1,6 +1,6 @@
 """Checks for chapter 02 (attention): scaled dot-product attention by hand, multi-head self-attention.
 
-Each check builds fresh random inputs and compares with `vitcourse.attention`'s reference.
+Each check builds fresh random inputs and compares with `vitcourse.layers.attention`'s reference.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def _unpack(what: str, result: object) -> tuple[torch.Tensor, torch.Tensor]:
 def attention(student_attention: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> None:
     """`student_attention(q, k, v) -> (output, weights)` equals the reference for 3-D and 4-D inputs,
     including more keys than queries and a value width different from the key width."""
-    from ..attention import scaled_dot_product_attention as reference
+    from ..layers.attention import scaled_dot_product_attention as reference
 
     cases = [((2, 5, 8), (2, 5, 8), (2, 5, 8)),               # (B, N, d)
              ((2, 3, 4, 16), (2, 3, 6, 16), (2, 3, 6, 5)),    # (B, heads, N, d), 6 keys, d_v = 5
@@ -58,9 +58,9 @@ def attention(student_attention: Callable[..., tuple[torch.Tensor, torch.Tensor]
 @exercise("02.2", "multi-head self-attention from its two linear layers",
           difficulty="medium", minutes=20)
 def multi_head_attention(student_mha: Callable[[torch.Tensor, nn.Linear, nn.Linear, int], torch.Tensor]) -> None:
-    """`student_mha(x, qkv, proj, heads)` equals `vitcourse.attention.MultiHeadSelfAttention` that
+    """`student_mha(x, qkv, proj, heads)` equals `vitcourse.layers.attention.MultiHeadSelfAttention` that
     owns the same `qkv` and `proj` layers, for fresh sizes and weights."""
-    from ..attention import MultiHeadSelfAttention
+    from ..layers.attention import MultiHeadSelfAttention
 
     for i, (b, n, dim, heads) in enumerate([(2, 5, 12, 3), (1, 9, 16, 4), (3, 4, 10, 1)]):
         torch.manual_seed(400 + i)

@@ -1,6 +1,6 @@
 """Checks for chapter 03 (the encoder block): LayerNorm by hand, the pre-norm block, the class token.
 
-Each check builds fresh random inputs and compares with PyTorch or `vitcourse.blocks`.
+Each check builds fresh random inputs and compares with PyTorch or `vitcourse.layers.blocks`.
 """
 from __future__ import annotations
 
@@ -48,8 +48,8 @@ def layer_norm(student_layer_norm: Callable[..., torch.Tensor]) -> None:
 
 @exercise("03.2", "the pre-norm encoder block's forward pass", difficulty="easy", minutes=10)
 def encoder_block(student_block_forward: Callable[..., torch.Tensor]) -> None:
-    """`student_block_forward(block, x)` equals `block(x)` for a fresh `vitcourse.blocks.EncoderBlock`."""
-    from ..blocks import EncoderBlock
+    """`student_block_forward(block, x)` equals `block(x)` for a fresh `vitcourse.layers.blocks.EncoderBlock`."""
+    from ..layers.blocks import EncoderBlock
 
     for i, (b, n, dim, heads, mlp) in enumerate([(2, 5, 16, 4, 32), (1, 9, 12, 3, 20)]):
         torch.manual_seed(600 + i)

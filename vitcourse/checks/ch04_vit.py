@@ -1,6 +1,6 @@
 """Checks for chapter 04 (the Vision Transformer): counting parameters, assembling the forward pass.
 
-Each check builds fresh small models (`vitcourse.vit.ViT`) and compares with them.
+Each check builds fresh small models (`vitcourse.models.vit.ViT`) and compares with them.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from ._core import ExerciseError, exercise, expect_close, expect_true
 
 
 def _configs() -> list[Any]:
-    from ..vit import ViTConfig
+    from ..models.vit import ViTConfig
 
     return [
         ViTConfig(image_size=32, patch_size=8, in_channels=3, num_classes=7, dim=24, depth=2, heads=3, mlp_dim=40),
@@ -26,7 +26,7 @@ def _configs() -> list[Any]:
 def param_count(student_param_count: Callable[[Any], int]) -> None:
     """`student_param_count(config)` equals the number of parameters of `ViT(config)` (learned
     position embeddings; class token when pool == "cls", none when pool == "mean")."""
-    from ..vit import ViT
+    from ..models.vit import ViT
 
     for cfg in _configs():
         expected = sum(p.numel() for p in ViT(cfg).parameters())
@@ -58,7 +58,7 @@ def param_count(student_param_count: Callable[[Any], int]) -> None:
           minutes=15)
 def vit_forward(student_forward: Callable[[Any, torch.Tensor], torch.Tensor]) -> None:
     """`student_forward(model, images)` equals `model(images)` for fresh small class-token ViTs."""
-    from ..vit import ViT
+    from ..models.vit import ViT
 
     for i, cfg in enumerate(c for c in _configs() if c.pool == "cls"):
         torch.manual_seed(900 + i)

@@ -1,6 +1,6 @@
 """Checks for chapter 05 (training): the warm-up + cosine learning rate, and which parameters
-get weight decay. Each builds its own cases and compares with `vitcourse.schedule` /
-`vitcourse.train.param_groups`."""
+get weight decay. Each builds its own cases and compares with `vitcourse.training.schedule` /
+`vitcourse.training.loop.param_groups`."""
 from __future__ import annotations
 
 import math
@@ -15,7 +15,7 @@ from ._core import ExerciseError, exercise, expect_true
           difficulty="easy", minutes=10)
 def warmup_cosine_lr(student_lr: Callable[[int, int, int, float], float]) -> None:
     """`student_lr(step, total_steps, warmup_steps, base_lr)` equals the reference at every step."""
-    from ..schedule import warmup_cosine
+    from ..training.schedule import warmup_cosine
 
     for total, warmup, base in [(50, 5, 1e-3), (37, 0, 0.1), (120, 12, 2e-3), (9, 3, 1.0)]:
         for step in range(total):
@@ -41,8 +41,8 @@ def warmup_cosine_lr(student_lr: Callable[[int, int, int, float], float]) -> Non
 @exercise("05.2", "which parameters get weight decay", difficulty="easy", minutes=10)
 def wants_weight_decay(student_rule: Callable[[str, torch.Tensor], bool]) -> None:
     """`student_rule(name, parameter)` agrees with `param_groups` on every parameter of a ViT."""
-    from ..models import create_model
-    from ..train import param_groups
+    from ..models.registry import create_model
+    from ..training.loop import param_groups
 
     model = create_model("vit_fmnist", pool="cls", depth=2, dim=48, heads=3, mlp_dim=96)
     decay_ids = {id(p) for p in param_groups(model, 0.1)[0]["params"]}

@@ -1,7 +1,7 @@
 """Checks for chapter 07 (scaling): fitting a power law to error vs data, and attention's cost.
 
 Each check builds its own inputs (sizes and curves the notebook never shows) and compares the
-student's answer with the reference in `vitcourse.scaling_plots`.
+student's answer with the reference in `vitcourse.experiments.scaling_plots`.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from ._core import ExerciseError, exercise, expect_true
 @exercise("07.1", "fit a power law error = a * n^slope to a scaling curve", difficulty="medium", minutes=15)
 def power_law(student_fit: Callable[..., tuple[float, float]]) -> None:
     """`student_fit(sizes, errors) -> (slope, a)` equals the least-squares fit in log-log space."""
-    from ..scaling_plots import fit_power_law as reference
+    from ..experiments.scaling_plots import fit_power_law as reference
 
     rng = np.random.default_rng(707)
     cases = [
@@ -46,7 +46,7 @@ def power_law(student_fit: Callable[..., tuple[float, float]]) -> None:
 @exercise("07.2", "attention FLOPs for an image size and patch size", difficulty="easy", minutes=10)
 def attention_flops(student_flops: Callable[[int, int, int], int]) -> None:
     """`student_flops(image_size, patch_size, dim)`: FLOPs of q·kᵀ plus weights·v for one image."""
-    from ..scaling_plots import attention_flops as reference
+    from ..experiments.scaling_plots import attention_flops as reference
 
     cases = [(224, 16, 768), (28, 7, 128), (28, 4, 128), (384, 16, 1024), (448, 14, 1280), (96, 32, 64)]
     for image_size, patch, dim in cases:

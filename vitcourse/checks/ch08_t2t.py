@@ -1,6 +1,6 @@
 """Checks for chapter 08 (Tokens-to-Token): the soft-split length formula and the soft split itself.
 
-Every check builds its own sizes and images and compares with `vitcourse.t2t`'s reference.
+Every check builds its own sizes and images and compares with `vitcourse.models.t2t`'s reference.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from ._core import ExerciseError, exercise, expect_close, expect_equal, expect_s
 @exercise("08.1", "how many tokens a soft split makes along one side", difficulty="easy", minutes=5)
 def soft_split_length(student: Callable[[int, int, int, int], int]) -> None:
     """`student(size, kernel, stride, padding)` equals floor((size + 2p - k) / s) + 1 on fresh cases."""
-    from ..t2t import soft_split_length as reference
+    from ..models.t2t import soft_split_length as reference
 
     cases = [(224, 7, 4, 2), (56, 3, 2, 1), (28, 7, 2, 3), (14, 3, 2, 1), (7, 3, 2, 1), (30, 5, 3, 0),
              (9, 3, 3, 0), (10, 4, 1, 0), (33, 7, 4, 2), (5, 5, 1, 0)]
@@ -35,8 +35,8 @@ def soft_split_length(student: Callable[[int, int, int, int], int]) -> None:
 
 @exercise("08.2", "soft split: overlapping windows as tokens", difficulty="medium", minutes=15)
 def soft_split(student: Callable[[torch.Tensor, int, int, int], torch.Tensor]) -> None:
-    """`student(images, kernel, stride, padding)` equals `vitcourse.t2t.soft_split` on fresh images."""
-    from ..t2t import soft_split as reference
+    """`student(images, kernel, stride, padding)` equals `vitcourse.models.t2t.soft_split` on fresh images."""
+    from ..models.t2t import soft_split as reference
 
     g = torch.Generator().manual_seed(808)
     for b, c, h, w, k, s, p in [(2, 1, 12, 12, 3, 2, 1), (1, 3, 9, 7, 3, 2, 0), (2, 4, 14, 14, 7, 4, 2),

@@ -1,6 +1,6 @@
 """Checks for chapter 09 (Swin): window partition and the shifted-window attention mask.
 
-Every check builds its own feature maps and sizes and compares with `vitcourse.swin`'s reference.
+Every check builds its own feature maps and sizes and compares with `vitcourse.models.swin`'s reference.
 """
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from ._core import ExerciseError, exercise, expect_close, expect_shape, expect_t
 @exercise("09.1", "partition a feature map into non-overlapping windows",
           difficulty="medium", minutes=15)
 def window_partition(student: Callable[[torch.Tensor, int], torch.Tensor]) -> None:
-    """`student(x, window_size)`: (B, H, W, C) -> (B*nW, M*M, C) as `vitcourse.swin.window_partition`."""
-    from ..swin import window_partition as reference
+    """`student(x, window_size)`: (B, H, W, C) -> (B*nW, M*M, C) as `vitcourse.models.swin.window_partition`."""
+    from ..models.swin import window_partition as reference
 
     g = torch.Generator().manual_seed(909)
     for b, h, w, c, m in [(2, 8, 8, 3, 4), (1, 6, 9, 2, 3), (3, 14, 14, 5, 7), (2, 4, 6, 1, 2)]:
@@ -44,7 +44,7 @@ def window_partition(student: Callable[[torch.Tensor, int], torch.Tensor]) -> No
 def shifted_window_mask(student: Callable[[int, int, int, int], torch.Tensor]) -> None:
     """`student(height, width, window_size, shift)` -> (nW, M*M, M*M), bool (True = may attend) or
     float (0 = may attend, a large negative number = may not); compared with the reference."""
-    from ..swin import shifted_window_mask as reference
+    from ..models.swin import shifted_window_mask as reference
 
     for h, w, m, s in [(8, 8, 4, 2), (12, 12, 4, 2), (14, 14, 7, 3), (6, 9, 3, 1), (8, 8, 4, 0)]:
         expected = reference(h, w, m, s) == 0  # (nW, N, N) may attend

@@ -15,7 +15,7 @@ def vit_macs(student: Callable[..., int]) -> None:
     """`student(image_size, patch_size, in_channels, dim, depth, mlp_dim, num_classes)` equals the
     multiply-accumulates `torch.utils.flop_counter` counts for a mean-pooled ViT (FLOPs / 2)."""
     from ..flops import count_flops
-    from ..vit import ViT, ViTConfig
+    from ..models.vit import ViT, ViTConfig
 
     cases = [(28, 7, 1, 64, 2, 128, 10), (32, 4, 3, 48, 1, 96, 5), (28, 4, 1, 32, 3, 64, 10),
              (48, 16, 3, 96, 2, 384, 7)]
@@ -38,7 +38,7 @@ def vit_macs(student: Callable[..., int]) -> None:
 def pareto_front(student: Callable[[list[tuple[str, float, float]]], list[str]]) -> None:
     """`student(rows)` with rows (name, cost, accuracy) returns the names that no other row beats
     on both (lower-or-equal cost and higher-or-equal accuracy, strictly better in one), in input order."""
-    from ..compare import pareto_front as reference
+    from ..experiments.compare import pareto_front as reference
 
     cases = [
         [("a", 1.0, 0.80), ("b", 2.0, 0.85), ("c", 3.0, 0.84), ("d", 0.5, 0.70)],

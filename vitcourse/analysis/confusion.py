@@ -6,7 +6,7 @@ from typing import Sequence
 
 import torch
 
-from .data import CLASS_NAMES
+from ..data import CLASS_NAMES
 
 
 def _check(predictions: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

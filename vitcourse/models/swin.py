@@ -19,10 +19,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
-from .attention import AttentionProbe, scaled_dot_product_attention
-from .blocks import MLP
-from .dropout import Dropout
-from .patches import PatchEmbed
+from ..layers.attention import AttentionProbe, scaled_dot_product_attention
+from ..layers.blocks import MLP
+from ..layers.dropout import Dropout
+from ..layers.patches import PatchEmbed
 
 # torchvision and the paper's code fill masked scores with -100, not -inf: exp(-100) ~ 4e-44 is zero
 # in practice, and a row can never be all -inf (which would give NaN).

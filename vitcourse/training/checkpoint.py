@@ -21,7 +21,8 @@ from typing import IO, Any, Callable
 import torch
 import torch.nn as nn
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from ..data import REPO_ROOT
+
 PRETRAINED_DIR = REPO_ROOT / "data" / "checkpoints"
 # name -> the make target that produces it (named in the error when the file is missing)
 PRETRAINED: dict[str, str] = {"vit_fmnist": "make checkpoint"}
@@ -84,8 +85,20 @@ def model_spec(model: nn.Module) -> dict[str, Any] | None:
     }
 
 
+# Where vitcourse 0.1's model modules went in 0.2, so checkpoints saved before the package got its
+# folders (the shipped vit_fmnist.pt among them) still name an importable class. This maps file
+# contents, not import paths: nothing imports the old names.
+MOVED_MODULES: dict[str, str] = {
+    "vitcourse.vit": "vitcourse.models.vit",
+    "vitcourse.t2t": "vitcourse.models.t2t",
+    "vitcourse.swin": "vitcourse.models.swin",
+    "vitcourse.cnn": "vitcourse.models.cnn",
+}
+
+
 def _import(qualified: str) -> Any:
     module_name, _, attr = qualified.rpartition(".")
+    module_name = MOVED_MODULES.get(module_name, module_name)
     return getattr(importlib.import_module(module_name), attr)
 
 

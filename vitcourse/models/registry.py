@@ -11,7 +11,8 @@ from typing import Any, Callable
 import torch.nn as nn
 
 # Family modules, in the order their presets are listed. Add a family here when its module lands.
-FAMILIES: tuple[str, ...] = ("vitcourse.vit", "vitcourse.t2t", "vitcourse.swin", "vitcourse.cnn")
+FAMILIES: tuple[str, ...] = ("vitcourse.models.vit", "vitcourse.models.t2t", "vitcourse.models.swin",
+                             "vitcourse.models.cnn")
 
 
 def _normalise(name: str) -> str:

@@ -1,4 +1,4 @@
-"""Reading and plotting the scaling sweep (`vitcourse.sweep`), and measuring attention's cost.
+"""Reading and plotting the scaling sweep (`vitcourse.experiments.sweep`), and measuring attention's cost.
 
 Pure helpers (`data_curve`, `fit_power_law`, `attention_flops`) return numbers; the `plot_*`
 functions draw one figure each from the sweep's rows (dicts, as `read_results` returns them):
@@ -206,7 +206,7 @@ def measure_attention_cost(image_sizes: Sequence[int] = (64, 128, 224, 320, 448)
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .attention import MultiHeadSelfAttention
+    from ..layers.attention import MultiHeadSelfAttention
 
     if any(not isinstance(s, int) or s < patch_size or s % patch_size for s in image_sizes):
         raise ValueError(f"image_sizes must be multiples of patch_size={patch_size}, got {list(image_sizes)}")

@@ -17,10 +17,10 @@ from typing import Any, Callable, Union
 import torch
 import torch.nn as nn
 
-from .blocks import EncoderBlock
-from .dropout import Dropout
-from .patches import PatchEmbed, _pair
-from .pos_embed import resample_pos_embed, sincos_2d
+from ..layers.blocks import EncoderBlock
+from ..layers.dropout import Dropout
+from ..layers.patches import PatchEmbed, _pair
+from ..layers.pos_embed import resample_pos_embed, sincos_2d
 
 POOLS = ("cls", "mean")
 POS_EMBEDS = ("learned", "sincos", "none")

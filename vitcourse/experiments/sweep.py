@@ -1,7 +1,7 @@
 """The scaling sweep: ViT vs CNN over training-set size, model size and patch size.
 
 ``python -m vitcourse sweep`` (or ``make sweep``) trains every point of the grid with
-`vitcourse.train.fit`, evaluates it on the full 10,000-image test set and appends one row per
+`vitcourse.training.loop.fit`, evaluates it on the full 10,000-image test set and appends one row per
 point to a CSV. The run is resumable: a point whose key is already in the CSV is skipped, so an
 interrupted sweep (or one run in pieces with ``--max-minutes``) picks up where it stopped.
 
@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterable
 import torch
 import torch.nn as nn
 
-from .data import REPO_ROOT, FashionMNISTData, load_fashion_mnist, stratified_subset
+from ..data import REPO_ROOT, FashionMNISTData, load_fashion_mnist, stratified_subset
 
 DEFAULT_CSV = REPO_ROOT / "data" / "results" / "scaling.csv"
 DATA_SIZES: tuple[int, ...] = (1_000, 3_000, 10_000, 30_000, 60_000)
@@ -131,7 +131,7 @@ def default_points(axes: Iterable[str] = AXES, seeds: Iterable[int] = SEEDS,
 
 def forward_flops(model: nn.Module, image_size: int = 28, in_channels: int = 1) -> int:
     """FLOPs of one image's forward pass, counted by `torch.utils.flop_counter` (2 per MAC)."""
-    from .flops import count_flops
+    from ..flops import count_flops
 
     try:  # the course's counter (vitcourse.flops), so every chapter counts the same way
         return int(count_flops(model, image_size))
@@ -219,10 +219,10 @@ class SweepData:
 
 def run_point(point: SweepPoint, data: SweepData, device: str | None = None,
               train_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train `point` with `vitcourse.train.fit`, score it on `data`'s test set; returns a CSV row."""
-    from . import train as training  # imported here: the sweep's planning needs no training code
-    from .models import create_model
-    from .settings import seed_everything
+    """Train `point` with `vitcourse.training.loop.fit`, score it on `data`'s test set; returns a CSV row."""
+    from ..training import loop as training  # imported here: the sweep's planning needs no training code
+    from ..models.registry import create_model
+    from ..settings import seed_everything
 
     start = time.perf_counter()
     seed_everything(point.seed)  # the initialisation depends on the seed

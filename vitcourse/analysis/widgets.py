@@ -23,14 +23,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from . import analysis
-from .data import CLASS_NAMES
+from . import capture, plots, position, rollout
+from ..data import CLASS_NAMES
 
 __all__ = ["PatchExplorer", "PositionEmbeddingExplorer", "AttentionExplorer"]
 
 
 def _test_images() -> tuple[torch.Tensor, torch.Tensor]:
-    from .data import load_data
+    from ..data import load_data
 
     data = load_data()
     return data.test_images, data.test_labels
@@ -313,7 +313,7 @@ class PositionEmbeddingExplorer(_Explorer):
         self.similarities: dict[str, torch.Tensor] = {}
         for name, model in models.items():
             pos, grid, prefix = _position_info(name, model)
-            self.similarities[name] = analysis.position_similarity(pos, grid, prefix)  # (gh, gw, gh, gw)
+            self.similarities[name] = position.position_similarity(pos, grid, prefix)  # (gh, gw, gh, gw)
         self.model_picker = widgets.Dropdown(options=list(models), description="model")
         gh, gw = self.grid
         self.row = widgets.IntSlider(value=gh // 2, min=0, max=gh - 1, description="patch row")
@@ -380,7 +380,7 @@ class PositionEmbeddingExplorer(_Explorer):
         ax_one.set_xlabel("patch column")
         ax_one.set_ylabel("patch row")
         fig.colorbar(im, ax=ax_one, fraction=0.046, pad=0.04, label="Cosine similarity")
-        analysis.plot_position_similarity(sim, title=f"{name}: all patches", ax=ax_all, highlight=(r, c))
+        plots.plot_position_similarity(sim, title=f"{name}: all patches", ax=ax_all, highlight=(r, c))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -388,7 +388,7 @@ class AttentionExplorer(_Explorer):
     """Attention maps of a ViT on one image, per layer, head and query; or attention rollout.
 
     The attention of every layer is captured once per image (one forward pass through the
-    probes, `analysis.capture_attention`) and cached, so moving the layer / head / query controls
+    probes, `capture.capture_attention`) and cached, so moving the layer / head / query controls
     only slices tensors and redraws.
 
     Query choices: the class token (models with one), the mean over all query tokens (what a
@@ -407,11 +407,11 @@ class AttentionExplorer(_Explorer):
     def __init__(self, model: nn.Module, images: torch.Tensor | None = None,
                  labels: torch.Tensor | None = None, class_names: Sequence[str] = CLASS_NAMES) -> None:
         super().__init__()
-        if not analysis.attention_modules(model):
+        if not capture.attention_modules(model):
             raise ValueError(f"model must be a ViT whose attentions carry probes, got a {type(model).__name__}")
         grid = getattr(model, "grid_size", None)
         if grid is None:
-            raise ValueError("model must have a `.grid_size` (patch grid), like vitcourse.vit.ViT")
+            raise ValueError("model must have a `.grid_size` (patch grid), like vitcourse.models.vit.ViT")
         if images is None:
             images, labels = _test_images()
         self.model = model
@@ -420,8 +420,8 @@ class AttentionExplorer(_Explorer):
         self.picker = _ImagePicker(images, labels, class_names)
         self.class_picker, self.index = self.picker.class_picker, self.picker.index
         self._cache: dict[int, tuple[list[torch.Tensor], torch.Tensor]] = {}
-        layers = len(analysis.attention_modules(model))
-        heads = int(getattr(analysis.attention_modules(model)[0], "heads", 1))
+        layers = len(capture.attention_modules(model))
+        heads = int(getattr(capture.attention_modules(model)[0], "heads", 1))
         self.layer = widgets.Dropdown(options=[(f"layer {i + 1}", i) for i in range(layers)], value=0,
                                       description="layer")
         self.head = widgets.Dropdown(options=[("mean of heads", "mean")] + [(f"head {h + 1}", h) for h in range(heads)],
@@ -454,7 +454,7 @@ class AttentionExplorer(_Explorer):
             threads = torch.get_num_threads()
             torch.set_num_threads(1)
             try:
-                atts, logits = analysis.capture_attention(self.model, self.picker.image[None], return_logits=True)
+                atts, logits = capture.capture_attention(self.model, self.picker.image[None], return_logits=True)
             finally:
                 torch.set_num_threads(threads)
             self._cache[pos] = ([a[0] for a in atts], logits[0].softmax(-1))  # per layer (H, N, N); (classes,)
@@ -471,7 +471,7 @@ class AttentionExplorer(_Explorer):
         gh, gw = self.grid_size
         p = self.num_prefix_tokens
         if self.rollout.value:
-            return analysis.attention_rollout([a[None] for a in atts], num_prefix_tokens=p, grid=(gh, gw))[0]
+            return rollout.attention_rollout([a[None] for a in atts], num_prefix_tokens=p, grid=(gh, gw))[0]
         a = atts[self.layer.value]  # (H, N, N)
         a = a.mean(0) if self.head.value == "mean" else a[self.head.value]  # (N, N)
         q = self.query.value
@@ -504,7 +504,7 @@ class AttentionExplorer(_Explorer):
         ax_img.set_yticks([])
 
         ax_map.imshow(image.numpy(), cmap="gray", interpolation="nearest")
-        shown = analysis.upsample_map(amap, (h, w))
+        shown = plots.upsample_map(amap, (h, w))
         im = ax_map.imshow(shown.numpy(), cmap="inferno", alpha=0.6, vmin=0,
                            vmax=max(float(amap.max()), 1e-12), interpolation="nearest", gid="attention")
         fig.colorbar(im, ax=ax_map, fraction=0.046, pad=0.04, label="attention weight")

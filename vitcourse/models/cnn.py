@@ -3,7 +3,7 @@
 The ViT paper's argument is about inductive bias: a convolution sees a 3x3 neighbourhood
 (locality) with the same weights everywhere (translation equivariance), a ViT has to learn both.
 To compare the two fairly on Fashion-MNIST, `resnet_fmnist` has about as many parameters as
-`vit_fmnist` (~0.8M) and is trained by the same loop (`vitcourse.train.fit`).
+`vit_fmnist` (~0.8M) and is trained by the same loop (`vitcourse.training.loop.fit`).
 
 The architecture is He et al.'s ResNet (basic blocks: two 3x3 convs, batch norm, identity or
 1x1 shortcut) shrunk to a stride-2 stem and three stages at 14 -> 7 -> 4 pixels, then global average pooling

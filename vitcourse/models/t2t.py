@@ -27,9 +27,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
-from .attention import AttentionProbe
-from .blocks import MLP, EncoderBlock
-from .dropout import Dropout
+from ..layers.attention import AttentionProbe
+from ..layers.blocks import MLP, EncoderBlock
+from ..layers.dropout import Dropout
 
 ATTN_IMPLS = ("auto", "fused", "explicit")
 TOKEN_TYPES = ("transformer", "performer")

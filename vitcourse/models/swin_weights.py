@@ -1,4 +1,4 @@
-"""Load torchvision's Swin Transformer (v1) weights into `vitcourse.swin.SwinTransformer`.
+"""Load torchvision's Swin Transformer (v1) weights into `vitcourse.models.swin.SwinTransformer`.
 
 No download happens here: pass a torchvision model (e.g. `torchvision.models.swin_t()`, randomly
 initialised, or one whose weights you loaded yourself). The architecture is read off the model,
@@ -28,7 +28,7 @@ def swin_config_from_torchvision(tv_model: nn.Module) -> SwinConfig:
     first = stages[0][0].attn
     if hasattr(first, "logit_scale"):
         raise ValueError("tv_model is a Swin V2 (cosine attention, continuous position bias); "
-                         "only Swin V1 (swin_t, swin_s, swin_b) maps onto vitcourse.swin")
+                         "only Swin V1 (swin_t, swin_s, swin_b) maps onto vitcourse.models.swin")
     mlp_hidden = stages[0][0].mlp[0].out_features
     return SwinConfig(
         image_size=224, patch_size=conv.kernel_size[0], in_channels=conv.in_channels,
@@ -57,7 +57,7 @@ def _rename(key: str) -> str | None:
     return f"stages.{idx // 2 - 1}.downsample.{rest}"  # patch merging after stage idx/2
 
 
-def from_torchvision_swin(tv_model: nn.Module, **overrides) -> SwinTransformer:
+def swin_from_torchvision(tv_model: nn.Module, **overrides) -> SwinTransformer:
     """A `SwinTransformer` with `tv_model`'s weights (torchvision `swin_t/s/b`), in eval mode.
 
     Args:
@@ -83,6 +83,6 @@ def from_torchvision_swin(tv_model: nn.Module, **overrides) -> SwinTransformer:
 @torch.no_grad()
 def compare_with_torchvision(tv_model: nn.Module, images: torch.Tensor) -> float:
     """Largest absolute logit difference between `tv_model` and its converted copy on `images`."""
-    ours = from_torchvision_swin(tv_model)
+    ours = swin_from_torchvision(tv_model)
     tv_model.eval()
     return (ours(images) - tv_model(images)).abs().max().item()

@@ -1,8 +1,8 @@
 """``python -m vitcourse bench``: speed and accuracy on this machine, side by side with D2L.
 
 1. Training images/s in D2L's chapter configuration (96x96, patch 16, batch 128): D2L's own model
-   (`vitcourse.d2l_reference`, fp32, SGD, as the book runs it) vs vitcourse's `d2l_vit` trained by
-   `vitcourse.train.fit` in its default settings; and the ratio.
+   (`vitcourse.models.d2l_vit`, fp32, SGD, as the book runs it) vs vitcourse's `d2l_vit` trained by
+   `vitcourse.training.loop.fit` in its default settings; and the ratio.
 2. Achieved FLOP/s of vitcourse's training step as a fraction of this machine's matmul peak,
    measured in the same run and the same precision (MFU).
 3. Time to accuracy: `vit_fmnist` trained for as many epochs as fit a budget (10 minutes), in a
@@ -29,11 +29,11 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .d2l_reference import D2L_BATCH_SIZE, D2L_CONFIG, build_d2l_vit, d2l_train_step
-from .data import TensorLoader, load_data
-from .models import create_model
-from .precision import autocast, resolve_precision
-from .train import TrainConfig, fit
+from ..models.d2l_vit import D2L_BATCH_SIZE, D2L_CONFIG, build_d2l_vit, d2l_train_step
+from ..data import TensorLoader, load_data
+from ..models.registry import create_model
+from ..training.precision import autocast, resolve_precision
+from ..training.loop import TrainConfig, fit
 
 KEYS = ("d2l_img_per_s", "vitcourse_img_per_s", "speedup", "mfu", "time_to_90_s", "acc_at_10_min")
 

@@ -13,7 +13,7 @@ import contextlib
 import torch
 import torch.nn as nn
 
-from .settings import supports_bf16
+from ..settings import supports_bf16
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}

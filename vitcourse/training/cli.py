@@ -25,9 +25,9 @@ import torch
 
 from . import distributed as dist_utils
 from .checkpoint import REPO_ROOT, export_model
-from .data import load_data
-from .models import create_model
-from .train import TrainConfig, evaluate, fit
+from ..data import load_data
+from ..models.registry import create_model
+from .loop import TrainConfig, evaluate, fit
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

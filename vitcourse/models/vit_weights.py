@@ -1,14 +1,15 @@
 """Load weights from two independent ViT implementations into a vitcourse `ViT`.
 
-`from_timm(model)` and `from_torchvision(model)` read the architecture from the given model, build
+`from_timm(model)` and `vit_from_torchvision(model)` read the architecture from the given model, build
 the same `ViT` and copy every tensor by name (a state-dict mapping: nothing is downloaded). With
 equal weights the logits agree to float32 round-off (tests/test_convert.py): the course's proof that
-`vitcourse.vit` is the paper's model. Features these mappings do not cover (layer scale, register
+`vitcourse.models.vit` is the paper's model. Features these mappings do not cover (layer scale, register
 tokens, fc-norm pooling, a conv stem, a pre-logits layer, ...) raise a ValueError that names them,
 never a silently different model.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 
 import torch
@@ -103,9 +104,10 @@ def from_timm(timm_model: nn.Module) -> ViT:
     return _load(model, mapped, leftover, src).train(m.training)
 
 
-def from_torchvision(tv_model: nn.Module) -> ViT:
+def vit_from_torchvision(tv_model: nn.Module, **overrides) -> ViT:
     """A vitcourse `ViT` with the architecture and weights of a torchvision `VisionTransformer`
-    (`torchvision.models.vit_b_16(weights=None)` and its siblings).
+    (`torchvision.models.vit_b_16(weights=None)` and its siblings); `overrides` change ViTConfig
+    fields that do not touch the weights' shapes (e.g. attn_impl="explicit").
 
     Returns the model in the same train/eval mode as `tv_model`, on the CPU in float32.
     """
@@ -128,6 +130,7 @@ def from_torchvision(tv_model: nn.Module) -> ViT:
         heads=layer0.num_heads, mlp_dim=m.mlp_dim, dropout=float(m.dropout),
         attn_dropout=float(m.attention_dropout), pool="cls", pos_embed="learned",
         qkv_bias=layer0.self_attention.in_proj_bias is not None, norm_eps=float(layer0.ln_1.eps))
+    config = dataclasses.replace(config, **overrides)
 
     theirs = {k: _copy(v) for k, v in m.state_dict().items()}
     names = {  # vitcourse name <- torchvision name

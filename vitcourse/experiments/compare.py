@@ -1,12 +1,12 @@
 """Chapter 10's experiment: ViT vs T2T-ViT vs Swin vs a ResNet on Fashion-MNIST, same loop, same budget.
 
-`compare(...)` trains each model with `vitcourse.train.fit` and one `TrainConfig`, then measures
+`compare(...)` trains each model with `vitcourse.training.loop.fit` and one `TrainConfig`, then measures
 parameters, MACs per image (`vitcourse.flops`), test accuracy, training and inference throughput
 (each a best-of-N timing made right after the model's run), with seed, hardware and commit.
 `make compare` runs it on the full data and writes ``data/results/comparisons.csv``; the chapter
 reads that file and re-runs a tiny version live in fast mode.
 
-    python -m vitcourse.compare --epochs 3 --out data/results/comparisons.csv
+    python -m vitcourse compare --epochs 3 --out data/results/comparisons.csv
 """
 from __future__ import annotations
 
@@ -20,15 +20,15 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .data import FashionMNISTData, load_data
-from .flops import count_flops, count_parameters
-from .models import create_model
-from .settings import get_device, seed_everything
+from ..data import REPO_ROOT, FashionMNISTData, load_data
+from ..flops import count_flops, count_parameters
+from ..models.registry import create_model
+from ..settings import get_device, seed_everything
 
 MODELS: tuple[str, ...] = ("vit_fmnist", "t2t_vit_fmnist", "swin_fmnist", "resnet_fmnist")
 FAMILY = {"vit_fmnist": "ViT", "t2t_vit_fmnist": "T2T-ViT", "swin_fmnist": "Swin",
           "resnet_fmnist": "ResNet (CNN)"}
-RESULTS_CSV = Path(__file__).resolve().parents[1] / "data" / "results" / "comparisons.csv"
+RESULTS_CSV = REPO_ROOT / "data" / "results" / "comparisons.csv"
 COLUMNS = ("model", "family", "params", "macs", "epochs", "train_size", "test_size", "test_acc",
            "train_images_per_s", "infer_images_per_s", "fit_images_per_s", "wall_time_s", "seed",
            "device", "hardware", "torch", "commit", "train_config")
@@ -59,7 +59,7 @@ def pareto_front(rows: list[tuple[str, float, float]]) -> list[str]:
 def inference_throughput(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 256,
                          device: torch.device | str = "cpu", repeats: int = 2) -> float:
     """Images per second of `predict`-style forward passes (eval mode, no grad), best of `repeats`."""
-    from .data import normalize
+    from ..data import normalize
     device = torch.device(device)
     model = model.to(device).eval()
     x = normalize(images[: max(batch_size, min(len(images), 2048))]).to(device)
@@ -84,10 +84,10 @@ def training_throughput(name: str, images: torch.Tensor, labels: torch.Tensor,
     optimiser steps (`train_step`, the loop's own step, in the loop's precision), after one
     untimed step. Best-of-N, measured back to back for every model, so that a busy machine
     during one model's long training run does not rank the models by the load instead."""
-    from .data import normalize
-    from .precision import grad_scaler, resolve_precision
-    from .schedule import make_scheduler
-    from .train import TrainConfig, make_optimizer, train_step
+    from ..data import normalize
+    from ..training.precision import grad_scaler, resolve_precision
+    from ..training.schedule import make_scheduler
+    from ..training.loop import TrainConfig, make_optimizer, train_step
     device = torch.device(device)
     model = create_model(name).to(device).train()
     config = TrainConfig()
@@ -122,7 +122,7 @@ def compare(data: FashionMNISTData, models: tuple[str, ...] = MODELS, epochs: in
     `training_throughput`); `fit_images_per_s` is the average over the training run itself, which
     a busy machine drags down. Each row records its seed, hardware, commit and configuration."""
     from .sweep import _config_dict, git_commit, hardware
-    from .train import TrainConfig, fit
+    from ..training.loop import TrainConfig, fit
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
     unknown = [m for m in models if m not in FAMILY]
@@ -175,22 +175,19 @@ def read_csv(path: str | Path = RESULTS_CSV) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--train-size", type=int, default=None, help="stratified subset (default: all 60,000)")
     parser.add_argument("--test-size", type=int, default=None, help="stratified subset (default: all 10,000)")
     parser.add_argument("--models", nargs="+", default=list(MODELS))
     parser.add_argument("--device", default=None)
     parser.add_argument("--out", default=str(RESULTS_CSV))
-    args = parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> int:
     data = load_data(fast=False, train_size=args.train_size, test_size=args.test_size)
     rows = compare(data, tuple(args.models), args.epochs, args.device, progress=True)
     for row in rows:
         print(row)
     print("wrote", write_csv(rows, args.out))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """Training on Fashion-MNIST: one plain loop (`fit`), with the engineering in small helpers.
 
-    from vitcourse.train import TrainConfig, fit
+    from vitcourse.training.loop import TrainConfig, fit
     result = fit(model, load_data(), TrainConfig(epochs=10), checkpoint_dir="runs/vit")
 
 What happens each step: cut a batch from tensors already on the device, run the model under
@@ -29,11 +29,11 @@ import torch.nn.functional as F
 
 from . import distributed as dist_utils
 from .checkpoint import atomic_write, load_checkpoint, model_spec, save_checkpoint, unwrap
-from .data import FashionMNISTData, TensorLoader
+from ..data import FashionMNISTData, TensorLoader
 from .live_plot import LivePlot
 from .precision import autocast, grad_scaler, maybe_compile, resolve_compile, resolve_precision
 from .schedule import make_scheduler
-from .settings import get_device
+from ..settings import get_device
 
 CHECKPOINT_NAME = "last.pt"
 
@@ -49,7 +49,7 @@ class TrainConfig:
     warmup_frac: float = 0.05        # share of all steps spent warming up linearly
     label_smoothing: float = 0.1
     grad_clip: float = 1.0           # max global gradient norm; 0 turns clipping off
-    precision: str = "auto"          # "auto" | "bf16" | "fp16" | "fp32" (see vitcourse.precision)
+    precision: str = "auto"          # "auto" | "bf16" | "fp16" | "fp32" (see vitcourse.training.precision)
     compile: bool | str = "auto"     # torch.compile: "auto" = only on CUDA, where it pays
     seed: int = 0                    # seeds the batch order, augmentation and dropout
     crop_padding: int = 0            # random-crop padding in pixels (cost ~5 points in short runs)
