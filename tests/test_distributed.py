@@ -22,7 +22,7 @@ SCRIPT = textwrap.dedent("""
     from vitcourse.training import distributed
     from vitcourse.data import load_data
     from vitcourse.models import create_model
-    import vitcourse.training.loop as train
+    import vitcourse.training.run_state as run_state
     from vitcourse.training.loop import TrainConfig, fit
     folder, out = sys.argv[1], sys.argv[2]
 
@@ -32,8 +32,8 @@ SCRIPT = textwrap.dedent("""
                 log.write(fn.__name__ + " ")
             return fn(*args, **kwargs)
         return wrapper
-    train.save_checkpoint = logged(train.save_checkpoint)
-    train._write_history = logged(train._write_history)
+    run_state.save_checkpoint = logged(run_state.save_checkpoint)
+    run_state.write_history = logged(run_state.write_history)
     data = load_data(train_size=256, test_size=100)
     torch.manual_seed(0)
     model = create_model("vit_fmnist", dim=32, depth=1, heads=2, mlp_dim=64, dropout=0.0)
@@ -73,7 +73,7 @@ def test_two_ranks_end_with_the_weights_of_one_process(tmp_path):
     # rank 0 alone wrote them: a checkpoint and the history after each of the 2 epochs
     writers = sorted(p.name for p in tmp_path.glob("ddp.writers.*"))
     assert writers == ["ddp.writers.0"], writers
-    assert (tmp_path / "ddp.writers.0").read_text().split() == ["save_checkpoint", "_write_history"] * 2
+    assert (tmp_path / "ddp.writers.0").read_text().split() == ["save_checkpoint", "write_history"] * 2
 
 
 def test_single_process_helpers_are_identities():

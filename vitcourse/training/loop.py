@@ -8,18 +8,15 @@ autocast, take a label-smoothed cross-entropy, back-propagate (through a gradien
 clip the gradient norm, take an AdamW step and move the learning rate one step along its warm-up +
 cosine schedule. After each epoch: evaluate on the test set, append to the history, write an
 atomic checkpoint. Helpers: `precision` (autocast / scaler / compile), `schedule` (the LR),
-`checkpoint` (atomic files, weights_only loading), `distributed` (torchrun + DDP), `live_plot`.
+`checkpoint` (atomic files, weights_only loading), `distributed` (torchrun + DDP), `live_plot`,
+`run_state` (resume bookkeeping: what a checkpoint holds and how a run continues from it).
 """
 from __future__ import annotations
 
-import csv
-import dataclasses
-import json
-import math
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +25,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import distributed as dist_utils
-from .checkpoint import atomic_write, load_checkpoint, model_spec, save_checkpoint, unwrap
+from .checkpoint import unwrap
 from ..data import FashionMNISTData, TensorLoader
 from .live_plot import LivePlot
 from .precision import autocast, grad_scaler, maybe_compile, resolve_compile, resolve_precision
+from .run_state import CHECKPOINT_NAME, Run, rng_state, set_rng_state
 from .schedule import make_scheduler
 from ..settings import get_device
-
-CHECKPOINT_NAME = "last.pt"
 
 
 @dataclass
@@ -151,50 +147,6 @@ class StopOnInterrupt:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
-    state = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict[str, torch.Tensor], device: torch.device) -> None:
-    torch.set_rng_state(state["cpu"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def _write_history(history: list[dict[str, Any]], folder: Path) -> None:
-    """history.json and history.csv, each written atomically (`atomic_write`, as checkpoints are),
-    so a run killed mid-write leaves the previous epoch's complete files, never half of one."""
-    def write_csv(f) -> None:
-        writer = csv.DictWriter(f, fieldnames=list(history[0]))
-        writer.writeheader()
-        writer.writerows(history)
-
-    atomic_write(folder / "history.json", lambda f: f.write(json.dumps(history, indent=1)), text=True)
-    atomic_write(folder / "history.csv", write_csv, text=True)
-
-
-@torch.no_grad()
-def _eval_sums(model: nn.Module, loader: TensorLoader, precision: str, device: torch.device) -> list[float]:
-    """[loss sum, correct, count] over `loader` (this rank's share under torchrun)."""
-    was_training = model.training
-    model.eval()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    n = 0
-    for x, y in loader:
-        x, y = dist_utils.shard(x, y)
-        with autocast(precision, device):
-            logits = model(x)
-        loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
-        correct += (logits.argmax(-1) == y).sum()
-        n += len(y)
-    model.train(was_training)
-    return [loss_sum.item(), float(correct.item()), float(n)]
-
-
 # ----------------------------------------------------------------------------- the loop
 
 def train_step(net: nn.Module, x: torch.Tensor, y: torch.Tensor, criterion: nn.Module,
@@ -242,19 +194,76 @@ def fit(model: nn.Module, data: FashionMNISTData, config: TrainConfig | None = N
     from tqdm.auto import tqdm
 
     config = config or TrainConfig()
+    _check_fit_arguments(config, data, checkpoint_dir, resume)
+    run, net, criterion = _setup(model, data, config, device, checkpoint_dir)
+    if resume:
+        run.resume()
+    steps_per_epoch, world, device = len(run.train_loader), run.world, run.device
+    plot = LivePlot(enabled=None if live_plot and run.main else False)
+
+    interrupted = False
+    with StopOnInterrupt() as stop:
+        for epoch in range(run.epoch, config.epochs):
+            sums = run.start_epoch(epoch)  # the epoch's batch order, and its sums so far
+            bar = tqdm(total=steps_per_epoch, initial=run.step, desc=f"epoch {epoch + 1}/{config.epochs}",
+                       disable=not (progress and run.main), leave=True, dynamic_ncols=True)
+            net.train()
+            t0 = time.perf_counter()
+            for i, (x, y) in enumerate(run.train_loader):
+                if i < run.step:  # resuming mid-epoch: replay the batch order, skip what was done
+                    continue
+                rng_before = rng_state(device)
+                n_global = len(y)
+                x, y = dist_utils.shard(x, y)  # this rank's slice of the global batch
+                try:  # weight: the loss is a mean over the *global* batch, so DDP's average = 1 process
+                    loss, logits = train_step(net, x, y, criterion, run.optimizer, run.scheduler, run.scaler,
+                                              config.grad_clip, run.precision, device, len(y) * world / n_global)
+                except KeyboardInterrupt:  # raised inside a step: the weights are still those of
+                    set_rng_state(rng_before, device)  # the last full step in all but a tiny window
+                    interrupted = True
+                    break
+                sums.add(loss, logits, y, n_global, world)
+                run.step = i + 1
+                if run.step % 20 == 0 or run.step == steps_per_epoch:  # a sync point: check and report
+                    _check_finite(sums.loss, epoch, run.step, run.ckpt_path)
+                    bar.set_postfix(**sums.postfix(t0, world), refresh=False)
+                bar.update(1)
+                if stop.requested:
+                    interrupted = True
+                    break
+            sums.train_time += time.perf_counter() - t0
+            _check_finite(sums.loss, epoch, run.step, run.ckpt_path)
+            if interrupted:  # Ctrl-C: save where we are (mid-epoch) and end cleanly
+                bar.close()
+                run.save_interrupted(epoch, run.step, sums)
+                break
+            last = run.end_epoch(epoch, sums)  # evaluate, record, checkpoint
+            bar.set_postfix(loss=f"{last['train_loss']:.3f}", acc=f"{last['train_acc']:.3f}",
+                            test_acc=f"{last['test_acc']:.3f}", img_s=f"{last['images_per_s']:.0f}")
+            bar.close()
+            plot.update(run.history)
+    return TrainResult(model=run.model, interrupted=interrupted, **run.summary(len(data.train_labels)))
+
+
+def _check_fit_arguments(config: TrainConfig, data: FashionMNISTData, checkpoint_dir: str | Path | None,
+                         resume: bool) -> None:
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
     if not isinstance(data, FashionMNISTData):
         raise ValueError(f"data must be a FashionMNISTData (from vitcourse.load_data()), got {type(data).__name__}")
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs checkpoint_dir, the folder holding last.pt")
+
+
+def _setup(model: nn.Module, data: FashionMNISTData, config: TrainConfig, device: torch.device | str | None,
+           checkpoint_dir: str | Path | None) -> tuple[Run, nn.Module, nn.Module]:
+    """The run's objects (device, loaders, optimiser, schedule, scaler), the network to step
+    (wrapped for DDP and torch.compile where they apply) and the loss."""
     dist_utils.init_from_env(device or get_device())
     device = dist_utils.local_device(get_device(str(device) if device is not None else None))
-    main, world = dist_utils.is_main(), dist_utils.world_size()
+    world = dist_utils.world_size()
     precision = resolve_precision(config.precision, device)
     size = input_size(model, config.image_size)
-    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
-
     torch.manual_seed(config.seed)  # dropout masks: the same on every rank, like the batch order
     model = unwrap(model).to(device)
     train_loader = TensorLoader(data.train_images, data.train_labels, config.batch_size, shuffle=True,
@@ -262,125 +271,18 @@ def fit(model: nn.Module, data: FashionMNISTData, config: TrainConfig | None = N
                                 hflip=config.hflip, seed=config.seed)
     test_loader = TensorLoader(data.test_images, data.test_labels, 512, shuffle=False,
                                device=device, image_size=size)
-    steps_per_epoch = len(train_loader)
     optimizer = make_optimizer(model, config)
-    scheduler = make_scheduler(optimizer, config.epochs * steps_per_epoch, config.warmup_frac)
-    scaler = grad_scaler(precision, device)
-    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-
-    # Where to start: epoch, step within it, the partial epoch's running sums, history.
-    start_epoch, start_step, running, history = 0, 0, [0.0, 0.0, 0, 0.0], []
-    epoch_loader_state = train_loader.state_dict()
-    if resume and ckpt_path.is_file():
-        ckpt = load_checkpoint(ckpt_path, map_location=device)
-        _check_resumable(ckpt, config, world)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
-        start_epoch, start_step, history = ckpt["epoch"], ckpt["step"], list(ckpt["history"])
-        running, epoch_loader_state = list(ckpt["running"]), ckpt["loader"]
-        _set_rng_state(ckpt["rng"], device)
-
+    run = Run(model=model, optimizer=optimizer,
+              scheduler=make_scheduler(optimizer, config.epochs * len(train_loader), config.warmup_frac),
+              scaler=grad_scaler(precision, device), train_loader=train_loader, test_loader=test_loader,
+              config=config, precision=precision, device=device,
+              ckpt_path=Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None,
+              main=dist_utils.is_main(), world=world)
     net = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     net = maybe_compile(net, resolve_compile(config.compile, device))
-    plot = LivePlot(enabled=None if live_plot else False) if main else LivePlot(enabled=False)
-
-    def save(epoch: int, step: int, running: list, loader_state: dict, rng: dict) -> None:
-        if ckpt_path is None or not main:
-            return
-        save_checkpoint({
-            "format": "vitcourse-train/1", "model_spec": model_spec(model),
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-            "epoch": epoch, "step": step, "running": running, "loader": loader_state, "rng": rng,
-            "history": history, "config": dataclasses.asdict(config), "world_size": world,
-            "precision": precision,
-        }, ckpt_path)
-
-    interrupted = False
-    with StopOnInterrupt() as stop:
-        for epoch in range(start_epoch, config.epochs):
-            if epoch > start_epoch:  # a fresh epoch (not the one resumed mid-way)
-                start_step, running = 0, [0.0, 0.0, 0, 0.0]
-                epoch_loader_state = train_loader.state_dict()
-            train_loader.load_state_dict(epoch_loader_state)
-            loss_sum = torch.tensor(running[0], dtype=torch.float64, device=device)
-            correct = torch.tensor(running[1], dtype=torch.float64, device=device)
-            seen, train_time, step = running[2], running[3], start_step
-            bar = tqdm(total=steps_per_epoch, initial=start_step, desc=f"epoch {epoch + 1}/{config.epochs}",
-                       disable=not (progress and main), leave=True, dynamic_ncols=True)
-            net.train()
-            t0 = time.perf_counter()
-            for i, (x, y) in enumerate(train_loader):
-                if i < start_step:  # resuming mid-epoch: replay the batch order, skip what was done
-                    continue
-                rng_before = _rng_state(device)
-                n_global = len(y)
-                x, y = dist_utils.shard(x, y)  # this rank's slice of the global batch
-                try:  # weight: the loss is a mean over the *global* batch, so DDP's average = 1 process
-                    loss, logits = train_step(net, x, y, criterion, optimizer, scheduler, scaler,
-                                              config.grad_clip, precision, device, len(y) * world / n_global)
-                except KeyboardInterrupt:  # raised inside a step: the weights are still those of
-                    _set_rng_state(rng_before, device)  # the last full step in all but a tiny window
-                    interrupted = True
-                    break
-                loss_sum += loss.double() * n_global / world  # sum over this rank's images
-                correct += (logits.argmax(-1) == y).sum()
-                seen += len(y)
-                step = i + 1
-                if step % 20 == 0 or step == steps_per_epoch:  # a sync point: check and report
-                    _check_finite(loss_sum, epoch, step, ckpt_path)
-                    rate = seen / max(train_time + time.perf_counter() - t0, 1e-9)
-                    bar.set_postfix(loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}",
-                                    img_s=f"{rate * world:.0f}", refresh=False)
-                bar.update(1)
-                if stop.requested:
-                    interrupted = True
-                    break
-            train_time += time.perf_counter() - t0
-            _check_finite(loss_sum, epoch, step, ckpt_path)
-            if interrupted:  # Ctrl-C: save where we are (mid-epoch) and end cleanly
-                bar.close()
-                save(epoch, step, [loss_sum.item(), correct.item(), seen, train_time],
-                     epoch_loader_state, _rng_state(device))
-                if main:
-                    where = f"; continue with fit(..., resume=True) from {ckpt_path}" if ckpt_path else ""
-                    print(f"Interrupted at epoch {epoch + 1}, step {step}/{steps_per_epoch}{where}")
-                break
-            t_eval = time.perf_counter()
-            train_loss, train_correct, train_n = dist_utils.all_reduce_sum(
-                [loss_sum.item(), correct.item(), seen], device).tolist()
-            test_loss, test_correct, test_n = dist_utils.all_reduce_sum(
-                _eval_sums(model, test_loader, precision, device), device).tolist()
-            history.append({
-                "epoch": epoch + 1,
-                "train_loss": train_loss / train_n, "train_acc": train_correct / train_n,
-                "test_loss": test_loss / test_n, "test_acc": test_correct / test_n,
-                "lr": optimizer.param_groups[0]["lr"],
-                "images_per_s": train_n / max(train_time, 1e-9),
-                "seconds": train_time + time.perf_counter() - t_eval,
-            })
-            last = history[-1]
-            bar.set_postfix(loss=f"{last['train_loss']:.3f}", acc=f"{last['train_acc']:.3f}",
-                            test_acc=f"{last['test_acc']:.3f}", img_s=f"{last['images_per_s']:.0f}")
-            bar.close()
-            save(epoch + 1, 0, [0.0, 0.0, 0, 0.0], train_loader.state_dict(), _rng_state(device))
-            if ckpt_path is not None and main:
-                _write_history(history, ckpt_path.parent)
-            plot.update(history)
-
-    # every epoch sees the whole training set: overall speed = epochs / sum(1 / speed)
-    n_train = len(data.train_labels)
-    train_s = sum(n_train / h["images_per_s"] for h in history)
-    return TrainResult(
-        history=history,
-        test_accuracy=history[-1]["test_acc"] if history else float("nan"),
-        wall_time_s=sum(h["seconds"] for h in history),
-        images_per_s=n_train * len(history) / train_s if history else float("nan"),
-        model=model, interrupted=interrupted, checkpoint_path=ckpt_path)
+    return run, net, nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
 
 
 def _check_finite(loss_sum: torch.Tensor, epoch: int, step: int, ckpt_path: Path | None) -> None:
@@ -396,21 +298,6 @@ def _check_finite(loss_sum: torch.Tensor, epoch: int, step: int, ckpt_path: Path
     raise TrainingDiverged(
         f"the training loss became {value} at epoch {epoch + 1}, by step {step}: training "
         f"stopped and {kept}. Try a lower lr, a longer warm-up, grad_clip=1.0, or precision='fp32'.")
-
-
-def _check_resumable(ckpt: dict[str, Any], config: TrainConfig, world: int) -> None:
-    """Resuming must continue the same run: same hyper-parameters (more epochs allowed) and ranks."""
-    saved = dict(ckpt["config"])
-    saved["betas"] = tuple(saved["betas"])
-    now = dataclasses.asdict(config)
-    differ = [k for k in now if k not in ("epochs", "compile") and saved.get(k) != now[k]]
-    if differ:
-        raise ValueError("config differs from the checkpoint's in " + ", ".join(
-            f"{k} (checkpoint {saved.get(k)!r}, now {now[k]!r})" for k in differ)
-            + ": resume only continues the same run; use another checkpoint_dir for a new one")
-    if ckpt["world_size"] != world:
-        raise ValueError(f"the checkpoint was written by {ckpt['world_size']} process(es), "
-                         f"this run has {world}: resume with the same number of processes")
 
 
 def _loader_for(images: torch.Tensor, labels: torch.Tensor, batch_size: int,
