@@ -60,7 +60,7 @@ def test_bad_config_raises_value_error_naming_the_field(kwargs, name):
 
 
 def test_unknown_override_and_wrong_input_are_rejected():
-    with pytest.raises(ValueError, match="unknown ResNetConfig fields"):
+    with pytest.raises(ValueError, match=r"unknown ResNetConfig field\(s\) \[.dim.\] for preset .resnet_fmnist.; known fields: .*widths"):
         create_model("resnet_fmnist", dim=128)
     with pytest.raises(ValueError, match="x must be"):
         create_model("resnet_fmnist")(torch.randn(2, 3, 28, 28))

@@ -109,10 +109,16 @@ def plot_data_scaling(rows: list[dict[str, Any]], ax=None):
         pts = [r for r in on_axis(rows, "data") if r["model"] == BASE_MODELS[fam] and not r["overrides"]]
         ax.scatter([r["train_size"] for r in pts], [100 * r["test_accuracy"] for r in pts],
                    s=12, color=COLORS[fam], alpha=0.7)
+    return _finish_log_x(ax, "training images (log scale)", "test accuracy on 10k images (%)",
+                         "Fashion-MNIST: accuracy vs training-set size")
+
+
+def _finish_log_x(ax, xlabel: str, ylabel: str, title: str):
+    """Log-scale x axis, labels, title, grid and legend: the finish every accuracy plot here shares."""
     ax.set_xscale("log")
-    ax.set_xlabel("training images (log scale)")
-    ax.set_ylabel("test accuracy on 10k images (%)")
-    ax.set_title("Fashion-MNIST: accuracy vs training-set size")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return ax
@@ -129,13 +135,8 @@ def plot_compute(rows: list[dict[str, Any]], ax=None):
             if pts:
                 ax.scatter([r["train_flops"] for r in pts], [100 * r["test_accuracy"] for r in pts],
                            marker=m, color=COLORS[fam], alpha=0.8, label=f"{fam}, {axis} axis")
-    ax.set_xscale("log")
-    ax.set_xlabel("training compute (FLOPs, log scale)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title("Accuracy vs training compute")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    return ax
+    return _finish_log_x(ax, "training compute (FLOPs, log scale)", "test accuracy (%)",
+                         "Accuracy vs training compute")
 
 
 def plot_model_size(rows: list[dict[str, Any]], ax=None):
@@ -149,13 +150,8 @@ def plot_model_size(rows: list[dict[str, Any]], ax=None):
             ax.plot([r["params"] for r in pts], [100 * r["test_accuracy"] for r in pts], "-o",
                     color=COLORS[fam], label=fam)
             sizes |= {r["train_size"] for r in pts}
-    ax.set_xscale("log")
-    ax.set_xlabel("parameters (log scale)")
-    ax.set_ylabel("test accuracy (%)")
     where = f", {', '.join(f'{n:,}' for n in sorted(sizes))} training images" if sizes else ""
-    ax.set_title(f"Accuracy vs model size{where}")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    _finish_log_x(ax, "parameters (log scale)", "test accuracy (%)", f"Accuracy vs model size{where}")
     return ax
 
 

@@ -14,10 +14,12 @@ which puts the CNN's compute per image near the ViT's.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 import torch.nn as nn
+
+from .preset import preset_builder
 
 
 @dataclass
@@ -118,25 +120,18 @@ class ResNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def _builder(**defaults: Any) -> Callable[..., ResNet]:
-    def build(**overrides: Any) -> ResNet:
-        unknown = set(overrides) - set(ResNetConfig.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown ResNetConfig fields {sorted(unknown)}; known: "
-                             f"{sorted(ResNetConfig.__dataclass_fields__)}")
-        return ResNet(ResNetConfig(**{**defaults, **overrides}))
-    return build
 
 
 # ~0.70M parameters, about vit_fmnist's 0.80M.
-resnet_fmnist = _builder(widths=(32, 64, 128), depths=(2, 2, 2), stem_stride=2)
-resnet_fmnist.__doc__ = "ResNet for Fashion-MNIST: stages of 32/64/128 channels, 2 blocks each (~0.7M)."
+resnet_fmnist = preset_builder(ResNet, ResNetConfig, "resnet_fmnist", "ResNet for Fashion-MNIST: stages of "
+                               "32/64/128 channels, 2 blocks each (~0.7M).",
+                               widths=(32, 64, 128), depths=(2, 2, 2), stem_stride=2)
 # The model-size axis of the sweep: 0.5x and 1.5x the widths (~0.18M and ~1.6M parameters),
 # matching the ViT widths 64 and 192 of the same sweep (~0.2M and ~1.8M).
-resnet_fmnist_s = _builder(widths=(16, 32, 64), depths=(2, 2, 2), stem_stride=2)
-resnet_fmnist_s.__doc__ = "Half-width resnet_fmnist (~0.18M parameters)."
-resnet_fmnist_l = _builder(widths=(48, 96, 192), depths=(2, 2, 2), stem_stride=2)
-resnet_fmnist_l.__doc__ = "1.5x-width resnet_fmnist (~1.6M parameters)."
+resnet_fmnist_s = preset_builder(ResNet, ResNetConfig, "resnet_fmnist_s", "Half-width resnet_fmnist (~0.18M "
+                                 "parameters).", widths=(16, 32, 64), depths=(2, 2, 2), stem_stride=2)
+resnet_fmnist_l = preset_builder(ResNet, ResNetConfig, "resnet_fmnist_l", "1.5x-width resnet_fmnist (~1.6M "
+                                 "parameters).", widths=(48, 96, 192), depths=(2, 2, 2), stem_stride=2)
 
 PRESETS: dict[str, Callable[..., ResNet]] = {
     "resnet_fmnist": resnet_fmnist,

@@ -12,7 +12,7 @@ are written to read like the paper: partition -> attend -> reverse, shift inside
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence, Union
+from typing import Any, Callable, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -23,6 +23,7 @@ from ..layers.attention import AttentionProbe, scaled_dot_product_attention
 from ..layers.blocks import MLP
 from ..layers.dropout import Dropout
 from ..layers.patches import PatchEmbed
+from .preset import preset_builder
 
 # torchvision and the paper's code fill masked scores with -100, not -inf: exp(-100) ~ 4e-44 is zero
 # in practice, and a row can never be all -inf (which would give NaN).
@@ -420,12 +421,8 @@ def window_attention_macs(tokens_side: int, dim: int, window_size: int | None) -
     return 4 * n * dim * dim + 2 * n * m2 * dim
 
 
-def _builder(name: str, **defaults) -> Callable[..., SwinTransformer]:
-    def build(**overrides) -> SwinTransformer:
-        return SwinTransformer(SwinConfig(**{**defaults, **overrides}))
-    build.__name__ = name
-    build.__doc__ = f"Swin preset {name!r}: {defaults}; keyword overrides replace SwinConfig fields."
-    return build
+def _builder(name: str, **defaults: Any) -> Callable[..., SwinTransformer]:
+    return preset_builder(SwinTransformer, SwinConfig, name, f"Swin preset {name!r}: {defaults}.", **defaults)
 
 
 # torchvision's presets (stochastic depth 0.2 / 0.3 / 0.5 as there), and a small one for 28x28 images:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
@@ -30,6 +30,7 @@ from einops import rearrange
 from ..layers.attention import AttentionProbe
 from ..layers.blocks import MLP, EncoderBlock
 from ..layers.dropout import Dropout
+from .preset import preset_builder
 
 ATTN_IMPLS = ("auto", "fused", "explicit")
 TOKEN_TYPES = ("transformer", "performer")
@@ -324,12 +325,8 @@ class T2TViT(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def _builder(name: str, **defaults) -> Callable[..., T2TViT]:
-    def build(**overrides) -> T2TViT:
-        return T2TViT(T2TViTConfig(**{**defaults, **overrides}))
-    build.__name__ = name
-    build.__doc__ = f"T2T-ViT preset {name!r}: {defaults}; keyword overrides replace T2TViTConfig fields."
-    return build
+def _builder(name: str, **defaults: Any) -> Callable[..., T2TViT]:
+    return preset_builder(T2TViT, T2TViTConfig, name, f"T2T-ViT preset {name!r}: {defaults}.", **defaults)
 
 
 # The paper's Table 1 (MLP ratio 3, token_dim 64, performer token layers).

@@ -21,6 +21,7 @@ from ..layers.blocks import EncoderBlock
 from ..layers.dropout import Dropout
 from ..layers.patches import PatchEmbed, _pair
 from ..layers.pos_embed import resample_pos_embed, sincos_2d
+from .preset import preset_builder
 
 POOLS = ("cls", "mean")
 POS_EMBEDS = ("learned", "sincos", "none")
@@ -253,12 +254,7 @@ def _replace(config: ViTConfig, overrides: dict[str, Any]) -> ViTConfig:
 # Presets. Each builder takes **overrides of ViTConfig fields, e.g. vit_b_16(num_classes=10).
 
 def _builder(name: str, doc: str, **defaults: Any) -> Callable[..., ViT]:
-    def build(**overrides: Any) -> ViT:
-        return ViT(_replace(ViTConfig(**defaults), overrides))
-    build.__name__ = build.__qualname__ = name
-    build.__doc__ = f"{doc}\n\nKeyword arguments override ViTConfig fields."
-    build.defaults = dict(defaults)  # type: ignore[attr-defined]
-    return build
+    return preset_builder(ViT, ViTConfig, name, doc, **defaults)
 
 
 # Paper Table 1 (Base/Large/Huge) and DeiT (Touvron et al. 2021) Tiny/Small; 224x224 RGB ImageNet.
