@@ -281,3 +281,18 @@ def test_fp16_step_scales_unscales_and_skips_overflow():
     restored = torch.amp.GradScaler("cpu", enabled=True)
     restored.load_state_dict(scaler.state_dict())
     assert restored.get_scale() == 2.0 ** 9
+
+
+def test_on_step_reports_every_step_with_the_loss_the_history_averages(data):
+    seen: list[tuple[int, float]] = []
+    config = TrainConfig(epochs=2, batch_size=128, precision="fp32")
+    result = fit(tiny_vit(), data, config, progress=False, on_step=lambda s, loss: seen.append((s, loss)))
+    steps = [s for s, _ in seen]
+    per_epoch = -(-len(data.train_labels) // config.batch_size)  # ceil: the last batch may be short
+    assert steps == list(range(1, 2 * per_epoch + 1))
+    # each step's loss is its batch mean: the size-weighted mean over an epoch is the epoch's loss
+    sizes = [min(config.batch_size, len(data.train_labels) - i * config.batch_size) for i in range(per_epoch)]
+    for e in range(2):
+        losses = [loss for _, loss in seen[e * per_epoch:(e + 1) * per_epoch]]
+        mean = sum(n * l for n, l in zip(sizes, losses)) / sum(sizes)
+        assert mean == pytest.approx(result.history[e]["train_loss"], rel=1e-5)

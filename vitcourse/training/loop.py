@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
@@ -170,7 +170,8 @@ def train_step(net: nn.Module, x: torch.Tensor, y: torch.Tensor, criterion: nn.M
 
 def fit(model: nn.Module, data: FashionMNISTData, config: TrainConfig | None = None,
         device: torch.device | str | None = None, checkpoint_dir: str | Path | None = None,
-        resume: bool = False, progress: bool = True, live_plot: bool = False) -> TrainResult:
+        resume: bool = False, progress: bool = True, live_plot: bool = False,
+        on_step: Callable[[int, float], None] | None = None) -> TrainResult:
     """Train `model` (any classifier of (B, 1, S, S) images -> (B, classes) logits) on `data`.
 
     Args:
@@ -183,6 +184,9 @@ def fit(model: nn.Module, data: FashionMNISTData, config: TrainConfig | None = N
             a run never stopped.
         progress: a tqdm bar per epoch (loss, accuracy, images/s).
         live_plot: in a notebook, a figure of the curves updated after every epoch.
+        on_step: called after every optimiser step with (step of the run, counted from 1, and the
+            step's loss); for per-step curves (chapter 11's norm ablation). It reads the loss with
+            `.item()`, a device sync per step, so leave it None where speed matters.
 
     Returns:
         TrainResult; `history` holds one dict per epoch with epoch, train_loss, train_acc,
@@ -224,6 +228,8 @@ def fit(model: nn.Module, data: FashionMNISTData, config: TrainConfig | None = N
                     break
                 sums.add(loss, logits, y, n_global, world)
                 run.step = i + 1
+                if on_step is not None:
+                    on_step(epoch * steps_per_epoch + run.step, loss.item() * n_global / len(y) / world)
                 if run.step % 20 == 0 or run.step == steps_per_epoch:  # a sync point: check and report
                     _check_finite(sums.loss, epoch, run.step, run.ckpt_path)
                     bar.set_postfix(**sums.postfix(t0, world), refresh=False)
