@@ -23,9 +23,11 @@ class MLP(nn.Module):
         dim: input and output width D.
         hidden: width of the hidden layer (ViT: 4D).
         dropout: dropout after the GELU and after the second Linear.
+        norm: an optional norm on the hidden layer, before the GELU (Yao et al.'s BatchNorm in
+            the FFN, see `vitcourse.layers.norms`); None = none, as in ViT.
     """
 
-    def __init__(self, dim: int, hidden: int, dropout: float = 0.0) -> None:
+    def __init__(self, dim: int, hidden: int, dropout: float = 0.0, norm: nn.Module | None = None) -> None:
         super().__init__()
         for name, val in (("dim", dim), ("hidden", hidden)):
             if isinstance(val, bool) or not isinstance(val, int) or val <= 0:
@@ -33,13 +35,14 @@ class MLP(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         self.fc1 = nn.Linear(dim, hidden)
+        self.norm = norm if norm is not None else nn.Identity()
         self.act = nn.GELU()
         self.drop1 = Dropout(dropout)
         self.fc2 = nn.Linear(hidden, dim)
         self.drop2 = Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.drop1(self.act(self.fc1(x)))  # (B, N, hidden)
+        x = self.drop1(self.act(self.norm(self.fc1(x))))  # (B, N, hidden)
         return self.drop2(self.fc2(x))  # (B, N, D)
 
 

@@ -18,13 +18,20 @@ import torch.nn as nn
 from .vit import ViT, ViTConfig
 
 
-def _unsupported(source: str, what: str) -> ValueError:
-    return ValueError(f"{source} model uses {what}, which vitcourse.ViT does not implement")
+def _unsupported(source: str, what: str, target: str = "vitcourse.ViT") -> ValueError:
+    return ValueError(f"{source} model uses {what}, which {target} does not implement")
 
 
-def _check_gelu(source: str, act: nn.Module) -> None:
+def _require_vit(model: nn.Module, arg: str, source: str, attributes: tuple[str, ...]) -> nn.Module:
+    """`model` itself if it is `source`'s VisionTransformer (told apart by its submodules' names)."""
+    if type(model).__name__ != "VisionTransformer" or not all(hasattr(model, a) for a in attributes):
+        raise ValueError(f"{arg} must be a {source} VisionTransformer, got {type(model).__name__}")
+    return model
+
+
+def _check_gelu(source: str, act: nn.Module, target: str = "vitcourse.ViT") -> None:
     if not (isinstance(act, nn.GELU) and act.approximate == "none"):
-        raise _unsupported(source, f"activation {act!r} (vitcourse uses exact GELU)")
+        raise _unsupported(source, f"activation {act!r} (vitcourse uses exact GELU)", target)
 
 
 def _empty(config: ViTConfig) -> ViT:
@@ -37,11 +44,12 @@ def _copy(t: torch.Tensor) -> torch.Tensor:
     return t.detach().to(device="cpu", dtype=torch.float32, copy=True)
 
 
-def _load(model: ViT, mapped: "OrderedDict[str, torch.Tensor]", leftover: list[str], source: str) -> ViT:
-    """Copy `mapped` into `model`, failing loudly on anything missing, extra or mis-shaped."""
+def _load(model: nn.Module, mapped: "OrderedDict[str, torch.Tensor]", leftover: list[str], source: str) -> nn.Module:
+    """Copy `mapped` into `model` (a ViT or any vitcourse model), failing loudly on anything
+    missing, extra or mis-shaped."""
     if leftover:
         raise _unsupported(source, f"tensors with no vitcourse counterpart: {leftover[:8]}"
-                           + (" ..." if len(leftover) > 8 else ""))
+                           + (" ..." if len(leftover) > 8 else ""), f"vitcourse.{type(model).__name__}")
     own = model.state_dict()
     missing = sorted(set(own) - set(mapped))
     if missing:
@@ -64,10 +72,7 @@ def from_timm(timm_model: nn.Module) -> ViT:
     Returns the model in the same train/eval mode as `timm_model`, on the CPU in float32.
     """
     src = "timm"
-    if type(timm_model).__name__ != "VisionTransformer" or not hasattr(timm_model, "patch_embed") \
-            or not hasattr(timm_model, "blocks"):
-        raise ValueError(f"timm_model must be a timm VisionTransformer, got {type(timm_model).__name__}")
-    m = timm_model
+    m = _require_vit(timm_model, "timm_model", src, ("patch_embed", "blocks"))
     if getattr(m, "global_pool", "token") != "token" or not getattr(m, "has_class_token", True):
         raise _unsupported(src, f"global_pool={m.global_pool!r} (vitcourse maps the class-token ViT)")
     if getattr(m, "num_prefix_tokens", 1) != 1 or getattr(m, "no_embed_class", False):
@@ -112,10 +117,7 @@ def vit_from_torchvision(tv_model: nn.Module, **overrides) -> ViT:
     Returns the model in the same train/eval mode as `tv_model`, on the CPU in float32.
     """
     src = "torchvision"
-    if type(tv_model).__name__ != "VisionTransformer" or not hasattr(tv_model, "encoder") \
-            or not hasattr(tv_model, "conv_proj"):
-        raise ValueError(f"tv_model must be a torchvision VisionTransformer, got {type(tv_model).__name__}")
-    m = tv_model
+    m = _require_vit(tv_model, "tv_model", src, ("encoder", "conv_proj"))
     if not isinstance(m.conv_proj, nn.Conv2d):
         raise _unsupported(src, "a convolutional stem (conv_stem_configs)")
     if getattr(m, "representation_size", None) is not None or "pre_logits" in dict(m.heads.named_children()):
