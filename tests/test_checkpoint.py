@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import random
 import signal
 import subprocess
 import sys
@@ -15,8 +16,8 @@ import pytest
 import torch
 
 import vitcourse.training.checkpoint as ckpt_mod
-from vitcourse.training.checkpoint import (export_model, load_checkpoint, load_model, load_pretrained,
-                                  save_checkpoint)
+from vitcourse.training.checkpoint import (CheckpointError, export_model, load_checkpoint, load_model,
+                                          load_pretrained, save_checkpoint)
 from vitcourse.models import create_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,10 +39,26 @@ def test_save_is_atomic_and_leaves_no_temporary_file(tmp_path):
 def test_loading_uses_weights_only(tmp_path):
     path = tmp_path / "evil.pt"
     torch.save({"obj": NotAllowed()}, path)
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(CheckpointError, match="NotAllowed was not an allowed global") as info:
         load_checkpoint(path)
+    assert isinstance(info.value.__cause__, pickle.UnpicklingError)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_a_damaged_checkpoint_raises_one_clear_error_naming_the_file(tmp_path):
+    path = tmp_path / "last.pt"
+    save_checkpoint({"x": torch.arange(1000)}, path)
+    whole = path.read_bytes()
+    noise = [random.Random(seed).randbytes(3000) for seed in range(50)]  # torch.load's unpickler
+    # raises IndexError, UnicodeDecodeError... on some of these: one error for them all
+    for damaged in (whole[: len(whole) // 2], whole[:100], b"", b"not a checkpoint" * 20, *noise):
+        path.write_bytes(damaged)
+        with pytest.raises(CheckpointError, match=r"last\.pt could not be read as a checkpoint: it is damaged"):
+            load_checkpoint(path)
+    torch.save(torch.arange(3), path)  # loads, but is not a checkpoint's dict
+    with pytest.raises(CheckpointError, match="holds a Tensor, not a vitcourse checkpoint"):
+        load_checkpoint(path)
 
 
 def test_export_and_load_model_round_trip(tmp_path):

@@ -277,26 +277,23 @@ def test_top_level_region_without_names_raises_when_run():
 
 
 def test_student_command_writes_copies_and_rejects_unknown_chapters(chapter, tmp_path, capsys):
-    import argparse
-    parser = argparse.ArgumentParser()
-    student_cmd.add_arguments(parser)
+    from vitcourse.cli import main
     out = tmp_path / "handout"
-    args = parser.parse_args(["--notebooks", str(chapter.parent), "--out", str(out), "98"])
-    assert student_cmd.main(args) == 0
+    assert main(["student", "--notebooks", str(chapter.parent), "--out", str(out), "98"]) == 0
     assert (out / chapter.name).read_text() == student_cmd.student_copy_text(chapter)
-    args = parser.parse_args(["--notebooks", str(chapter.parent), "--out", str(out), "42"])
-    assert student_cmd.main(args) == 2
-    assert "chapters: '42' should name exactly one notebook" in capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["student", "--notebooks", str(chapter.parent), "--out", str(out), "42"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vitcourse student: error: chapters: '42' should name exactly one notebook")
+    assert err.count("\n") == 1
     __import__("synthetic_checks")  # its @exercise titles, difficulties and times
-    args = parser.parse_args(["--notebooks", str(chapter.parent), "--list"])
-    assert student_cmd.main(args) == 0
+    assert main(["student", "--notebooks", str(chapter.parent), "--list"]) == 0
     table = capsys.readouterr().out
     assert "| 98.3 | 98_synthetic | a class whose forward reverses a list | medium | 10 |" in table
     assert "3 exercises; expected time 17 minutes." in table
 
 
 def test_student_copies_can_open_on_colab_from_where_they_are_published(tmp_path, capsys):
-    import argparse
     chapter = ROOT / "notebooks" / "01_patches.ipynb"
     course = student_cmd.student_copy_text(chapter)
     published = student_cmd.student_copy_text(chapter, "https://github.com/prof/vit-hw/tree/main/week1")
@@ -306,11 +303,11 @@ def test_student_copies_can_open_on_colab_from_where_they_are_published(tmp_path
     # nothing else changes: the same copy once the link is put back
     old = re.search(r"https://colab\.research\.google\.com/github/[^)\s\"]*01_patches\.ipynb", course).group(0)
     assert published.replace(new, old) == course
-    parser = argparse.ArgumentParser()
-    student_cmd.add_arguments(parser)
-    args = parser.parse_args(["--out", str(tmp_path), "--colab-folder", "github.com/prof/vit-hw", "01"])
-    assert student_cmd.main(args) == 2
-    assert "colab_folder must be the GitHub folder" in capsys.readouterr().err
+    from vitcourse.cli import main
+    assert main(["student", "--out", str(tmp_path), "--colab-folder", "github.com/prof/vit-hw", "01"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vitcourse student: error: argument --colab-folder: colab_folder must be the GitHub folder")
+    assert "'github.com/prof/vit-hw'" in err
     assert not list(tmp_path.iterdir()), "nothing is written when the folder is wrong"
 
 
@@ -551,8 +548,9 @@ def test_student_check_fails_on_a_malformed_chapter(tmp_path, capsys):
     assert "never closed by '### END SOLUTION'" in capsys.readouterr().err
     assert main(["student", "--notebooks", str(tmp_path), "--out", str(tmp_path / "s")]) == 1
     assert not (tmp_path / "s").exists()  # nothing written when a chapter is malformed
+    capsys.readouterr()
     assert main(["student", "--notebooks", str(tmp_path / "nowhere"), "--list"]) == 2
-    assert "notebooks must be a folder" in capsys.readouterr().err
+    assert "argument --notebooks: expected an existing folder" in capsys.readouterr().err
     assert main(["student", "--notebooks", str(tmp_path), "--update-guide"]) == 2
     assert "no instructors' guide at" in capsys.readouterr().err
 
@@ -560,9 +558,9 @@ def test_student_check_fails_on_a_malformed_chapter(tmp_path, capsys):
 def test_grade_command_rejects_bad_arguments(tmp_path, capsys):
     from vitcourse.cli import main
     assert main(["grade", str(tmp_path), "--timeout", "0"]) == 2
-    assert "--timeout must be positive, got 0.0" in capsys.readouterr().err
+    assert "argument --timeout: expected a number > 0, got '0'" in capsys.readouterr().err
     assert main(["grade", str(tmp_path / "missing"), "--out", str(tmp_path / "s.csv")]) == 2
-    assert "submissions must be a folder of .ipynb files" in capsys.readouterr().err
+    assert "argument submissions: expected an existing folder" in capsys.readouterr().err
     assert not (tmp_path / "s.csv").exists()
     with pytest.raises(ValueError, match="cell_timeout must be a positive number"):
         execute_notebook(nbformat.v4.new_notebook(), timeout=10, cell_timeout=-1)

@@ -140,11 +140,20 @@ def throughput_probe(seconds: float = 10.0, device: torch.device | None = None,
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--probe-seconds", type=float, default=10.0,
+    from .cli_args import number
+
+    parser.add_argument("--probe-seconds", type=number(float, at_least=0), default=10.0,
                         help="length of the throughput probe (0 skips it)")
+    parser.add_argument("--models", action="store_true",
+                        help="list the model names that `train --model` and `create_model` take, and exit")
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.models:
+        from .models.registry import list_models
+
+        print("\n".join(list_models()))
+        return 0
     report = environment_report()
     print(report)
     if args.probe_seconds > 0:

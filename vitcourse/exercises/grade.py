@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..cli_args import CommandError, existing_folder, output_file, output_folder, positive_float
 from .notebook import check_id, parse_notebook, read_notebook
 from .student import NOTEBOOKS
 
@@ -349,20 +350,40 @@ def grade(submissions: str | Path, out: str | Path, timeout: float = 300,
     return scores
 
 
+def check_kernel(name: str) -> None:
+    """Fail before grading, not once per notebook, when no Jupyter kernel is called `name`."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    specs = KernelSpecManager()
+    try:
+        specs.get_kernel_spec(name)
+    except NoSuchKernel:
+        raise CommandError(f"argument --kernel: expected an installed Jupyter kernel "
+                           f"({', '.join(sorted(specs.find_kernel_specs()))}), got {name!r}") from None
+
+
+def _source_folder(text: str) -> Path | None:
+    return existing_folder(text) if text else None  # '' grades the submitted checks as they are
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("submissions", help="folder of submitted .ipynb files (searched recursively)")
-    parser.add_argument("--out", default="scores.csv", help="the CSV to write (default: scores.csv)")
-    parser.add_argument("--timeout", type=float, default=300,
+    parser.add_argument("submissions", type=existing_folder,
+                        help="folder of submitted .ipynb files (searched recursively)")
+    parser.add_argument("--out", type=output_file, default="scores.csv",
+                        help="the CSV to write (default: scores.csv)")
+    parser.add_argument("--timeout", type=positive_float, default=300,
                         help="seconds for each notebook, kernel start included (default: 300)")
-    parser.add_argument("--cell-timeout", type=float, default=120,
+    parser.add_argument("--cell-timeout", type=positive_float, default=120,
                         help="seconds for one cell before it is interrupted (default: 120)")
-    parser.add_argument("--source", default=str(NOTEBOOKS),
+    # A Path default is not passed through `type`: a course without its chapters grades the
+    # submitted checks (see reference_checks) instead of failing on an option never given.
+    parser.add_argument("--source", type=_source_folder, default=NOTEBOOKS,
                         help="the course's chapters, whose check cells replace the submitted ones "
                              f"(default: {NOTEBOOKS}); '' to grade the submitted checks as they are")
-    parser.add_argument("--cwd", default=None,
+    parser.add_argument("--cwd", type=existing_folder, default=None,
                         help="working folder of the kernels (default: each submission's folder)")
     parser.add_argument("--kernel", default="python3", help="Jupyter kernel (default: python3)")
-    parser.add_argument("--keep", default=None,
+    parser.add_argument("--keep", type=output_folder, default=None,
                         help="folder to save the executed notebooks in, for a closer look")
     fast = parser.add_mutually_exclusive_group()
     fast.add_argument("--fast", dest="fast", action="store_true", default=None,
@@ -372,18 +393,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    for name in ("timeout", "cell_timeout"):
-        value = getattr(args, name)
-        if value is not None and value <= 0:
-            print(f"error: --{name.replace('_', '-')} must be positive, got {value}", file=sys.stderr)
-            return 2
-    try:
-        scores = grade(args.submissions, args.out, timeout=args.timeout,
-                       cell_timeout=args.cell_timeout, source=args.source or None, cwd=args.cwd,
-                       fast=args.fast, kernel_name=args.kernel, keep=args.keep)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    check_kernel(args.kernel)
+    scores = grade(args.submissions, args.out, timeout=args.timeout, cell_timeout=args.cell_timeout,
+                   source=args.source, cwd=args.cwd, fast=args.fast, kernel_name=args.kernel,
+                   keep=args.keep)
     students = sorted({s.student for s in scores})
     print(f"graded {len(students)} students, {sum(s.passed for s in scores)}/{len(scores)} "
           f"exercises passed; wrote {args.out}")

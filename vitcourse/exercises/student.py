@@ -17,6 +17,7 @@ import re
 import sys
 from pathlib import Path
 
+from ..cli_args import CommandError, existing_folder, output_folder
 from .notebook import ChapterExercises, notebook_text, parse_notebook, student_notebook
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -170,15 +171,25 @@ def guide_with_table(guide_text: str, table: str) -> str:
     return f"{head}{TABLE_BEGIN}\n{table}{TABLE_END}{tail}"
 
 
+def _colab_folder(text: str) -> str:
+    try:
+        colab_link_base(text)
+    except ValueError as exc:  # says what a GitHub folder looks like and what was given
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("chapters", nargs="*", metavar="CHAPTER",
                         help="chapters to copy: path, file name, stem or number (default: all)")
-    parser.add_argument("--out", default="student", help="folder for the copies (default: ./student)")
-    parser.add_argument("--colab-folder", default=None, metavar="URL",
+    parser.add_argument("--out", type=output_folder, default="student",
+                        help="folder for the copies (default: ./student)")
+    parser.add_argument("--colab-folder", type=_colab_folder, default=None, metavar="URL",
                         help="the GitHub folder you will publish the copies in "
                              "(https://github.com/OWNER/REPO/tree/BRANCH/FOLDER): their Open in "
                              "Colab badges then open the copies, not the chapters with solutions")
-    parser.add_argument("--notebooks", default=str(NOTEBOOKS),
+    # A Path default is not passed through `type`: find_chapters says when it is missing.
+    parser.add_argument("--notebooks", type=existing_folder, default=NOTEBOOKS,
                         help=f"folder of the chapter notebooks (default: {NOTEBOOKS})")
     action = parser.add_mutually_exclusive_group()
     action.add_argument("--list", action="store_true", help="print the exercise table and exit")
@@ -191,17 +202,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     try:
         paths = find_chapters(args.chapters, args.notebooks)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except ValueError as exc:  # a CHAPTER that names no notebook, or two
+        raise CommandError(str(exc)) from None
     if args.list:
         print(exercise_table(paths), end="")
         return 0
     if args.update_guide:
         guide = Path(args.notebooks) / GUIDE.name
         if not guide.is_file():
-            print(f"error: no instructors' guide at {guide} to update", file=sys.stderr)
-            return 2
+            raise CommandError(f"argument --update-guide: no instructors' guide at {guide} (expected "
+                               f"{GUIDE.name} in the --notebooks folder)")
         guide.write_text(guide_with_table(guide.read_text(encoding="utf-8"), exercise_table(paths)),
                          encoding="utf-8")
         print(f"updated the exercise table in {guide}")
@@ -214,11 +224,7 @@ def main(args: argparse.Namespace) -> int:
         count = sum(len(parse_chapter(path).exercises) for path in paths)
         print(f"{len(paths)} notebooks, {count} exercises: well formed")
         return 0
-    try:
-        written = write_student_copies(paths, args.out, args.colab_folder)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    written = write_student_copies(paths, args.out, args.colab_folder)
     count = sum(len(parse_chapter(path).exercises) for path in paths)
     print(f"wrote {len(written)} student notebooks ({count} exercises) to {Path(args.out)}/")
     return 0

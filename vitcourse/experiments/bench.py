@@ -29,7 +29,8 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..models.d2l_vit import D2L_BATCH_SIZE, D2L_CONFIG, build_d2l_vit, d2l_train_step
+from ..cli_args import CommandError, output_file, positive_float, positive_int, train_subset
+from ..models.d2l_vit import D2L_BATCH_SIZE, D2L_CONFIG, _d2l, build_d2l_vit, d2l_train_step
 from ..data import TensorLoader, load_data
 from ..models.registry import create_model
 from ..training.precision import autocast, resolve_precision
@@ -40,12 +41,13 @@ KEYS = ("d2l_img_per_s", "vitcourse_img_per_s", "speedup", "mfu", "time_to_90_s"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="parts 1 and 2 only (under 3 minutes)")
-    parser.add_argument("--json", default=None, help="write the figures to this JSON file")
-    parser.add_argument("--steps", type=int, default=None, help="timed training steps per model (part 1)")
-    parser.add_argument("--batch-size", type=int, default=D2L_BATCH_SIZE, help="part 1's batch (D2L: 128)")
-    parser.add_argument("--budget-min", type=float, default=10.0, help="part 3's time budget in minutes")
-    parser.add_argument("--train-size", type=int, default=None, help="part 3 on a subset (for tests)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--json", type=output_file, default=None, help="write the figures to this JSON file")
+    parser.add_argument("--steps", type=positive_int, default=None, help="timed training steps per model (part 1)")
+    parser.add_argument("--batch-size", type=positive_int, default=D2L_BATCH_SIZE,
+                        help="part 1's batch (D2L: 128)")
+    parser.add_argument("--budget-min", type=positive_float, default=10.0, help="part 3's time budget in minutes")
+    parser.add_argument("--train-size", type=train_subset, default=None, help="part 3 on a subset (for tests)")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
 
 
 def matmul_peak(precision: str, device: torch.device, n: int = 2048, repeats: int = 5) -> float:
@@ -164,6 +166,10 @@ def goals(out: dict[str, Any]) -> dict[str, bool | None]:
 
 
 def main(args: argparse.Namespace) -> int:
+    try:
+        _d2l()  # part 1 runs D2L's own model: say how to install it before anything is measured
+    except ImportError as exc:
+        raise CommandError(f"bench needs D2L's package: {exc}") from None
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cpu") if not torch.cuda.is_available() else torch.device("cuda")

@@ -16,10 +16,12 @@ import json
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
 
+from ..cli_args import device_name, one_of, output_file, positive_int, test_subset, train_subset
 from ..data import REPO_ROOT, FashionMNISTData, load_data
 from ..flops import count_flops, count_parameters
 from ..models.registry import create_model
@@ -79,17 +81,18 @@ def inference_throughput(model: torch.nn.Module, images: torch.Tensor, batch_siz
 
 def training_throughput(name: str, images: torch.Tensor, labels: torch.Tensor,
                         device: torch.device | str = "cpu", batch_size: int = 256, steps: int = 8,
-                        repeats: int = 3) -> float:
+                        repeats: int = 3, overrides: dict[str, Any] | None = None) -> float:
     """Training images/s of a fresh `name` model: the best of `repeats` timed windows of `steps`
     optimiser steps (`train_step`, the loop's own step, in the loop's precision), after one
-    untimed step. Best-of-N, measured back to back for every model, so that a busy machine
-    during one model's long training run does not rank the models by the load instead."""
+    untimed step; `overrides` change config fields of the preset. Best-of-N, measured back to
+    back for every model, so that a busy machine during one model's long training run does not
+    rank the models by the load instead."""
     from ..data import normalize
     from ..training.precision import grad_scaler, resolve_precision
     from ..training.schedule import make_scheduler
     from ..training.loop import TrainConfig, make_optimizer, train_step
     device = torch.device(device)
-    model = create_model(name).to(device).train()
+    model = create_model(name, **(overrides or {})).to(device).train()
     config = TrainConfig()
     optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, total_steps=(repeats * steps + 1) * 2)
@@ -176,12 +179,15 @@ def read_csv(path: str | Path = RESULTS_CSV) -> list[dict]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--train-size", type=int, default=None, help="stratified subset (default: all 60,000)")
-    parser.add_argument("--test-size", type=int, default=None, help="stratified subset (default: all 10,000)")
-    parser.add_argument("--models", nargs="+", default=list(MODELS))
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--out", default=str(RESULTS_CSV))
+    parser.add_argument("--epochs", type=positive_int, default=3)
+    parser.add_argument("--train-size", type=train_subset, default=None,
+                        help="stratified subset (default: all 60,000)")
+    parser.add_argument("--test-size", type=test_subset, default=None,
+                        help="stratified subset (default: all 10,000)")
+    parser.add_argument("--models", type=one_of(MODELS, "a model of the comparison"), nargs="+",
+                        default=list(MODELS), help=f"some of: {', '.join(MODELS)}")
+    parser.add_argument("--device", type=device_name, default=None)
+    parser.add_argument("--out", type=output_file, default=RESULTS_CSV)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -34,6 +34,8 @@ from typing import Any, Callable, Iterable
 import torch
 import torch.nn as nn
 
+from ..cli_args import (CommandError, int_list, non_negative_int, one_of, output_file, positive_float,
+                        positive_int, train_subset)
 from ..data import REPO_ROOT, FashionMNISTData, load_fashion_mnist, stratified_subset
 
 DEFAULT_CSV = REPO_ROOT / "data" / "results" / "scaling.csv"
@@ -367,40 +369,56 @@ def run_sweep(points: list[SweepPoint], csv_path: str | Path = DEFAULT_CSV,
 # ---------------------------------------------------------------------------------------------
 # Command line
 
+def _axes(text: str) -> list[str]:
+    pick = one_of(AXES, "an axis")
+    axes = [pick(a.strip()) for a in text.split(",") if a.strip()]
+    if not axes:
+        raise argparse.ArgumentTypeError(f"expected comma-separated axes among {', '.join(AXES)}, got {text!r}")
+    return axes
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--csv", type=Path, default=DEFAULT_CSV, help="results file (appended to)")
-    parser.add_argument("--axes", default=",".join(AXES),
+    parser.add_argument("--csv", type=output_file, default=DEFAULT_CSV, help="results file (appended to)")
+    parser.add_argument("--axes", type=_axes, default=list(AXES),
                         help="comma-separated subset of: " + ", ".join(AXES))
-    parser.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="seeds of the data axis")
-    parser.add_argument("--sizes", default=",".join(map(str, DATA_SIZES)), help="training-set sizes")
-    parser.add_argument("--budget-images", type=int, default=BUDGET_IMAGES,
+    parser.add_argument("--seeds", type=int_list(non_negative_int), default=list(SEEDS),
+                        help="seeds of the data axis")
+    parser.add_argument("--sizes", type=int_list(train_subset), default=list(DATA_SIZES),
+                        help="training-set sizes")
+    parser.add_argument("--budget-images", type=positive_int, default=BUDGET_IMAGES,
                         help="training images seen per point")
-    parser.add_argument("--max-epochs", type=int, default=MAX_EPOCHS, help="cap on epochs per point")
-    parser.add_argument("--max-minutes", type=float, default=None,
+    parser.add_argument("--max-epochs", type=positive_int, default=MAX_EPOCHS, help="cap on epochs per point")
+    parser.add_argument("--max-minutes", type=positive_float, default=None,
                         help="start no new point after this long; run again to resume")
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--threads", type=positive_int, default=1,
                         help="torch CPU threads (1: measured 5x faster than 2 on a busy 2-core CPU)")
     parser.add_argument("--list", action="store_true", help="list the points and which are done")
 
 
-def _ints(text: str, name: str) -> list[int]:
+def check_results_file(path: Path) -> None:
+    """A --csv that exists must be a sweep's results (a header with "key"), not another file."""
+    if not path.is_file():
+        return
     try:
-        return [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise ValueError(f"--{name} must be comma-separated integers, got {text!r}") from None
+        with open(path, newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), [])
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise CommandError(f"argument --csv: expected a sweep's results CSV, got {str(path)!r} "
+                           f"({type(exc).__name__}: {exc})") from None
+    if "key" not in header:
+        raise CommandError(f"argument --csv: expected a sweep's results CSV (a header with 'key'), "
+                           f"got {str(path)!r} whose header is {header[:5]}; give another --csv")
 
 
 def main(args: argparse.Namespace) -> int:
-    points = default_points(axes=[a.strip() for a in args.axes.split(",") if a.strip()],
-                            seeds=_ints(args.seeds, "seeds"), sizes=_ints(args.sizes, "sizes"),
+    points = default_points(axes=args.axes, seeds=args.seeds, sizes=args.sizes,
                             budget_images=args.budget_images, max_epochs=args.max_epochs)
+    check_results_file(args.csv)
     if args.list:
         finished = {r["key"] for r in read_results(args.csv)}
         for p in points:
             print(f"{'done' if p.key in finished else 'todo'}  {p.key}  ({'/'.join(p.axes)})")
         return 0
-    if args.threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
     report = run_sweep(points, args.csv, max_minutes=args.max_minutes)
     rows = read_results(args.csv)

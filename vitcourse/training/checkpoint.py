@@ -14,6 +14,7 @@ import dataclasses
 import importlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import IO, Any, Callable
@@ -25,7 +26,7 @@ from ..data import REPO_ROOT
 
 PRETRAINED_DIR = REPO_ROOT / "data" / "checkpoints"
 # name -> the make target that produces it (named in the error when the file is missing)
-PRETRAINED: dict[str, str] = {"vit_fmnist": "make checkpoint"}
+PRETRAINED: dict[str, str] = {"vit_fmnist": "make checkpoint", "resnet_fmnist": "make resnet-checkpoint"}
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], text: bool = False) -> Path:
@@ -53,12 +54,42 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda f: torch.save(state, f))
 
 
+class CheckpointError(ValueError):
+    """A file that is not a readable checkpoint: damaged, truncated, of another kind, or holding
+    more than tensors and plain containers."""
+
+
+def _why_unreadable(exc: BaseException) -> str:
+    """torch.load's reason in a few words (its messages run to several paragraphs)."""
+    text = str(exc)
+    found = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\.\s|\n\n|$)", text, re.DOTALL)
+    reason = found.group(1) if found else text.split(". ")[0]
+    return f"{type(exc).__name__}: {' '.join(reason.split()) or 'end of file'}"
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True`` (tensors and plain containers only)."""
+    """Read a checkpoint with ``weights_only=True`` (tensors and plain containers only).
+
+    Raises:
+        FileNotFoundError: there is no file at `path`.
+        CheckpointError: the file is damaged, truncated or not a checkpoint (including one that
+            holds other objects, which weights_only loading refuses to rebuild).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    # Damaged bytes can fail anywhere in torch.load: UnpicklingError, RuntimeError (zip), OSError,
+    # EOFError, and from its unpickler on random bytes IndexError, UnicodeDecodeError... The call
+    # only reads the file, so whatever it raises says the file is not a checkpoint.
+    except Exception as exc:
+        raise CheckpointError(f"{path} could not be read as a checkpoint: it is damaged or "
+                              f"truncated, or not a vitcourse checkpoint ({_why_unreadable(exc)})") from exc
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds a {type(state).__name__}, not a vitcourse checkpoint "
+                              "(a dict of tensors and plain values)")
+    return state
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -143,5 +174,5 @@ def load_pretrained(name: str = "vit_fmnist", map_location: str | torch.device =
     path = PRETRAINED_DIR / f"{name}.pt"
     if not path.is_file():
         raise FileNotFoundError(f"the trained checkpoint {path} is missing; produce it with "
-                                f"`{PRETRAINED[name]}` in the repository root (about 17 minutes on an idle 2-core CPU)")
+                                f"`{PRETRAINED[name]}` in the repository root (15-20 minutes on an idle 2-core CPU)")
     return load_model(path, map_location)

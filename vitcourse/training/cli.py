@@ -19,44 +19,67 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
+import torch.nn as nn
 
 from . import distributed as dist_utils
-from .checkpoint import REPO_ROOT, export_model
+from .checkpoint import REPO_ROOT, CheckpointError, export_model, load_checkpoint, model_spec
+from ..cli_args import (CommandError, device_name, model_name, number, output_file, output_folder,
+                        positive_int, train_subset)
 from ..data import load_data
 from ..models.registry import create_model
-from .loop import TrainConfig, evaluate, fit
+from .loop import CHECKPOINT_NAME, TrainConfig, evaluate, fit
+
+
+def _config_field(name: str, kind: type) -> Callable[[str], Any]:
+    """An argparse type that checks TrainConfig field `name` as TrainConfig itself does, so a bad
+    value fails at parse time with TrainConfig's message ("epochs must be an int >= 1, got 0")."""
+    def convert(text: str) -> Any:
+        value = number(kind)(text)  # "expected an int, got 'x'" for what is not a number
+        try:
+            TrainConfig(**{name: value})
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return value
+    convert.__name__ = name
+    return convert
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = TrainConfig()
-    parser.add_argument("--model", default="vit_fmnist", help="preset name (see vitcourse.models.list_models())")
-    parser.add_argument("--epochs", type=int, default=d.epochs)
-    parser.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch (split over ranks)")
-    parser.add_argument("--lr", type=float, default=d.lr)
-    parser.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    parser.add_argument("--betas", type=float, nargs=2, default=list(d.betas))
-    parser.add_argument("--warmup-frac", type=float, default=d.warmup_frac)
-    parser.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    parser.add_argument("--grad-clip", type=float, default=d.grad_clip)
+    field = _config_field
+    parser.add_argument("--model", default="vit_fmnist", type=model_name,
+                        help="preset name (`python -m vitcourse info --models` lists them)")
+    parser.add_argument("--epochs", type=field("epochs", int), default=d.epochs)
+    parser.add_argument("--batch-size", type=field("batch_size", int), default=d.batch_size,
+                        help="global batch (split over ranks)")
+    parser.add_argument("--lr", type=field("lr", float), default=d.lr)
+    parser.add_argument("--weight-decay", type=field("weight_decay", float), default=d.weight_decay)
+    parser.add_argument("--betas", type=number(float, at_least=0, below=1), nargs=2, default=list(d.betas))
+    parser.add_argument("--warmup-frac", type=field("warmup_frac", float), default=d.warmup_frac)
+    parser.add_argument("--label-smoothing", type=field("label_smoothing", float), default=d.label_smoothing)
+    parser.add_argument("--grad-clip", type=field("grad_clip", float), default=d.grad_clip)
     parser.add_argument("--precision", default=d.precision, choices=["auto", "bf16", "fp16", "fp32"])
     parser.add_argument("--compile", default="auto", choices=["auto", "on", "off"])
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--crop-padding", type=int, default=d.crop_padding)
+    parser.add_argument("--seed", type=field("seed", int), default=d.seed)
+    parser.add_argument("--crop-padding", type=field("crop_padding", int), default=d.crop_padding)
     parser.add_argument("--no-hflip", action="store_true", help="turn random horizontal flips off")
-    parser.add_argument("--image-size", type=int, default=None)
+    parser.add_argument("--image-size", type=field("image_size", int), default=None)
     parser.add_argument("--optimizer", default=d.optimizer, choices=["adamw", "sgd"])
-    parser.add_argument("--dropout", type=float, default=None, help="override the preset's dropout")
-    parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--dropout", type=number(float, at_least=0, below=1), default=None,
+                        help="override the preset's dropout")
+    parser.add_argument("--device", type=device_name, default=None,
+                        help="cpu, cuda, mps (default: best available)")
+    parser.add_argument("--threads", type=positive_int, default=None,
                         help="CPU threads for torch (1 is faster on a busy 2-core machine)")
-    parser.add_argument("--train-size", type=int, default=None, help="train on a stratified subset")
+    parser.add_argument("--train-size", type=train_subset, default=None, help="train on a stratified subset")
     parser.add_argument("--fast", action="store_true", help="the 2,000 / 1,000 fast-mode subset")
-    parser.add_argument("--out", default=None, help="checkpoint folder (last.pt, history.json/.csv)")
+    parser.add_argument("--out", type=output_folder, default=None,
+                        help="checkpoint folder (last.pt, history.json/.csv)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    parser.add_argument("--export", default=None,
+    parser.add_argument("--export", type=output_file, default=None,
                         help="write the trained weights here (fp32) and a JSON card next to it")
     parser.add_argument("--no-progress", action="store_true")
 
@@ -69,6 +92,67 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         compile={"auto": "auto", "on": True, "off": False}[args.compile], seed=args.seed,
         crop_padding=args.crop_padding, hflip=not args.no_hflip, image_size=args.image_size,
         optimizer=args.optimizer)
+
+
+def build_model(args: argparse.Namespace) -> nn.Module:
+    """The preset with the options that change it; a --dropout or --image-size it cannot take
+    is the user's error, said before any data is loaded."""
+    overrides = {} if args.dropout is None else {"dropout": args.dropout}
+    try:
+        model = create_model(args.model, **overrides)
+    except ValueError as exc:  # the model is known (checked at parse time): the override is not
+        raise CommandError(f"argument --dropout: {exc}") from None
+    if args.image_size is not None:
+        try:
+            with torch.no_grad():
+                model.eval()(torch.zeros(2, 1, args.image_size, args.image_size))
+        except ValueError as exc:  # the models check their input size with a ValueError
+            raise CommandError(f"argument --image-size: {args.model} cannot take "
+                               f"{args.image_size}x{args.image_size} images: {exc}") from None
+    return model.train()
+
+
+# How a TrainConfig field is set on the command line, where that is not "--" + its name.
+OPTION = {"hflip": "--no-hflip"}
+
+
+def _differences(saved: dict, now: dict, label: Callable[[str], str], skip: tuple = ()) -> list[str]:
+    # as plain JSON values on both sides: tuples -> lists, anything else -> its str
+    saved, now = json.loads(json.dumps(saved, default=str)), json.loads(json.dumps(now, default=str))
+    return [f"{label(k)} (checkpoint {saved.get(k)!r}, now {v!r})"
+            for k, v in now.items() if k not in skip and saved.get(k) != v]
+
+
+def check_resume(args: argparse.Namespace, config: TrainConfig, model: nn.Module) -> None:
+    """Before any data is loaded: --resume needs --out, and OUT/last.pt (if there) must be a
+    readable training checkpoint of this model with these options (more --epochs allowed)."""
+    if not args.resume:
+        return
+    if args.out is None:
+        raise CommandError("argument --resume: expected --out too, the folder holding last.pt, got no --out")
+    path = Path(args.out) / CHECKPOINT_NAME
+    if not path.is_file():
+        return  # nothing to resume: fit starts the run
+    start_again = "delete it, or give another --out, to start a new run"
+    try:
+        ckpt = load_checkpoint(path)
+    except CheckpointError as exc:
+        raise CheckpointError(f"argument --resume: {exc}; {start_again}") from None
+    if ckpt.get("format") != "vitcourse-train/1":
+        raise CheckpointError(f"argument --resume: {path} is not a checkpoint of `vitcourse train` "
+                              f"(format {ckpt.get('format')!r}); {start_again}")
+    old, new = ckpt.get("model_spec") or {}, model_spec(model) or {}
+    kind = lambda spec: spec.get("class", "?").rsplit(".", 1)[-1]  # noqa: E731 (0.1's modules moved)
+    if kind(old) != kind(new):
+        differ = [f"--model (checkpoint a {kind(old)}, now {args.model}, a {kind(new)})"]
+    else:
+        differ = _differences(old.get("config", {}), new.get("config", {}),
+                              lambda k: f"--model {args.model}'s {k}")
+    differ += _differences(ckpt.get("config", {}), dataclasses.asdict(config),
+                           lambda k: OPTION.get(k, "--" + k.replace("_", "-")), skip=("epochs", "compile"))
+    if differ:
+        raise CommandError(f"argument --resume: {path} was written by another run, it differs in "
+                           f"{'; '.join(differ)}: resume with the same options, or {start_again}")
 
 
 def git_commit() -> str:
@@ -95,9 +179,9 @@ def main(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     config = config_from_args(args)
-    overrides = {} if args.dropout is None else {"dropout": args.dropout}
     torch.manual_seed(config.seed)  # the initial weights depend on the seed too
-    model = create_model(args.model, **overrides)
+    model = build_model(args)
+    check_resume(args, config, model)
     data = load_data(fast=args.fast, train_size=args.train_size)
     start = time.perf_counter()
     result = fit(model, data, config, device=args.device, checkpoint_dir=args.out, resume=args.resume,
