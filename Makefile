@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 NB_TIMEOUT ?= 900
 
-.PHONY: setup lab test unit notebooks student book bench checkpoint train-checkpoint sweep compare grade clean
+.PHONY: setup lab test unit notebooks student book bench checkpoint resnet-checkpoint train-checkpoint sweep compare mixers robustness grade clean
 
 setup: $(STAMP)
 
@@ -65,6 +65,11 @@ checkpoint: $(STAMP)
 	nice -n 10 $(BIN)/python -m vitcourse train --model vit_fmnist --epochs $(CKPT_EPOCHS) --seed 0 \
 		--threads $(CKPT_THREADS) --out data/runs/vit_fmnist --export data/checkpoints/vit_fmnist.pt
 
+# The course's CNN, trained by the same loop and recipe as vit_fmnist (chapter 12's ResNet).
+resnet-checkpoint: $(STAMP)
+	nice -n 10 $(BIN)/python -m vitcourse train --model resnet_fmnist --epochs $(CKPT_EPOCHS) --seed 0 \
+		--threads $(CKPT_THREADS) --out data/runs/resnet_fmnist --export data/checkpoints/resnet_fmnist.pt
+
 # Speed and accuracy against D2L's ViT (not a test): `make bench` (~30 min), BENCH_ARGS=--quick (~3 min).
 BENCH_ARGS ?=
 bench: $(STAMP)
@@ -81,6 +86,19 @@ sweep: $(STAMP)
 COMPARE_ARGS ?= --epochs 3
 compare: $(STAMP)
 	nice -n 10 $(BIN)/python -m vitcourse compare --out data/results/comparisons.csv $(COMPARE_ARGS)
+
+# Chapter 11's ablations (token mixers x 3 seeds, norms, cost vs tokens) into data/results/token_mixers*.csv
+# (~45 min on an idle 2-core CPU; resumable: MIXERS_ARGS="--max-minutes 20" runs it in pieces).
+MIXERS_ARGS ?=
+mixers: $(STAMP)
+	nice -n 10 $(BIN)/python -m vitcourse mixers $(MIXERS_ARGS)
+
+# Chapter 12's ViT vs ResNet (corruptions, FGSM/PGD, CKA) into data/results/robustness.csv and cka.csv
+# (~15 min on one busy core, less on two idle ones; needs both checkpoints; resumable:
+# ROBUSTNESS_ARGS="--max-minutes 5" runs it in pieces).
+ROBUSTNESS_ARGS ?=
+robustness: $(STAMP)
+	nice -n 10 $(BIN)/python -m vitcourse robustness $(ROBUSTNESS_ARGS)
 
 # The course site in _build/html, every chapter executed: FAST=1 (default) fast mode, FAST=0 full
 # runs (the published site: a GPU or the shipped checkpoints). Offline; see tools/book.py.

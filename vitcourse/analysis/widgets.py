@@ -3,6 +3,7 @@
 - `PatchExplorer`: an image cut into patches; the token sequence; sequence length and attention cost.
 - `PositionEmbeddingExplorer`: cosine similarity of the learned position embeddings (Figure 7, centre).
 - `AttentionExplorer`: attention maps per layer / head / query, attention rollout, the prediction.
+- `CorruptionExplorer`: a corrupted image through a ViT and a CNN, with the ViT's attention rollout.
 
 Each explorer is one object: build it, call `.display()` in a notebook to play with it, or call
 `.figure()` for a static matplotlib Figure of its current state (what nbval, the book and plain
@@ -23,10 +24,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from . import capture, plots, position, rollout
+from . import capture, corruption_suite, plots, position, rollout
+from .corruptions import pixels_to_input
+from .representations import eval_mode
 from ..data import CLASS_NAMES
 
-__all__ = ["PatchExplorer", "PositionEmbeddingExplorer", "AttentionExplorer"]
+__all__ = ["PatchExplorer", "PositionEmbeddingExplorer", "AttentionExplorer", "CorruptionExplorer"]
 
 
 def _test_images() -> tuple[torch.Tensor, torch.Tensor]:
@@ -532,3 +535,181 @@ class AttentionExplorer(_Explorer):
         ax_prob.set_xlim(0, 1)
         ax_prob.set_xlabel("probability")
         ax_prob.set_title("prediction (green: true class)", fontsize=9)
+
+
+# ----------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _single_thread() -> Iterator[None]:
+    """One torch thread within the block: one image is too small to share between threads (see
+    `AttentionExplorer._captured`: 15 ms on one thread, up to a second on two busy ones)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+class CorruptionExplorer(_Explorer):
+    """One test image under one corruption at one strength, seen by a ViT and a CNN side by side.
+
+    Panels: the corrupted image with both models' predictions; the ViT's attention rollout on the
+    corrupted image; both models' class probabilities. The corruptions and their strengths are
+    chapter 12's (`vitcourse.analysis.corruption_suite`, what `python -m vitcourse robustness`
+    measures). For an attack (FGSM, PGD) the `target` control says whose gradient makes the
+    image: the other model then shows how well the attack transfers.
+
+    Each state (image, corruption, strength, target) is computed once, with one forward pass of
+    each model (the ViT's through `capture_attention`, which also gives its logits) after the
+    corruption (an attack adds its own passes through the target), then cached: coming back to a
+    state only redraws. Random corruptions are drawn from a generator seeded with `seed`, so a
+    state always shows the same draw.
+
+    Args:
+        vit: a ViT whose attentions carry probes (e.g. `load_pretrained("vit_fmnist")`).
+        cnn: a classifier of normalised images (e.g. `load_pretrained("resnet_fmnist")`).
+        images, labels: uint8 (N, H, W) and (N,); default: the test split of `load_data()`.
+        class_names: one name per label.
+        names: what to call the two models in the figure.
+        corruption: the starting corruption (a name in `corruption_suite.ALL`).
+        seed: the random corruptions' seed.
+    """
+
+    figsize = (12.0, 4.0)
+
+    def __init__(self, vit: nn.Module, cnn: nn.Module, images: torch.Tensor | None = None,
+                 labels: torch.Tensor | None = None, class_names: Sequence[str] = CLASS_NAMES,
+                 names: tuple[str, str] = ("ViT", "ResNet"), corruption: str = "patch_drop_random_7",
+                 seed: int = 0) -> None:
+        super().__init__()
+        grid = getattr(vit, "grid_size", None)  # the patch grid the rollout is drawn on
+        if not capture.attention_modules(vit) or grid is None:
+            raise ValueError("vit must be a ViT with attention probes and a `.grid_size`, like "
+                             f"vitcourse.models.vit.ViT; got a {type(vit).__name__}")
+        if not isinstance(cnn, nn.Module):
+            raise ValueError(f"cnn must be an nn.Module classifier, got {type(cnn).__name__}")
+        corruption_suite.get_corruption(corruption)
+        if images is None:
+            images, labels = _test_images()
+        self.vit, self.cnn, self.names, self.seed = vit, cnn, tuple(names), seed
+        self.grid_size = (int(grid[0]), int(grid[1]))
+        self.num_prefix_tokens = int(getattr(vit, "num_prefix_tokens", 0))
+        self.picker = _ImagePicker(images, labels, class_names)
+        self.class_picker, self.index = self.picker.class_picker, self.picker.index
+        self._cache: dict[tuple, dict[str, torch.Tensor]] = {}
+        self.evaluations = 0  # states computed (each: one pass of each model)
+        self.corruption = widgets.Dropdown(options=[(c.title, c.name) for c in corruption_suite.ALL.values()],
+                                           value=corruption, description="corruption")
+        self.strength = widgets.SelectionSlider(options=self._strength_options(), description="strength",
+                                                continuous_update=False)
+        self.strength.value = self._default_strength()
+        self.target = widgets.Dropdown(options=[(f"attack the {self.names[0]}", "vit"),
+                                                (f"attack the {self.names[1]}", "cnn")],
+                                       value="vit", description="attack", disabled=not self.spec.attack)
+        self.corruption.observe(self._corruption_changed, names="value")
+        self.class_picker.observe(self._picker_class_changed, names="value")
+        self._observe(self.index, self.strength, self.target)
+
+    @property
+    def spec(self) -> corruption_suite.Corruption:
+        return corruption_suite.ALL[self.corruption.value]
+
+    def _strength_options(self) -> list[tuple[str, float]]:
+        return [(f"{s:g}" + (" (clean)" if s == self.spec.clean else ""), float(s)) for s in self.spec.strengths]
+
+    def _default_strength(self) -> float:
+        """A middle strength, so a new corruption shows something."""
+        strengths = self.spec.strengths
+        return float(strengths[min(2, len(strengths) - 1)])
+
+    def _corruption_changed(self, _change: object) -> None:
+        with self._batch():
+            self.strength.options = self._strength_options()
+            self.strength.value = self._default_strength()
+            self.target.disabled = not self.spec.attack
+
+    def _controls(self) -> widgets.Widget:
+        return widgets.HBox([widgets.VBox([self.class_picker, self.index]),
+                             widgets.VBox([self.corruption, self.strength]), widgets.VBox([self.target])])
+
+    def _state(self) -> dict[str, torch.Tensor]:
+        spec, strength = self.spec, float(self.strength.value)
+        key = (self.picker.position, spec.name, strength, self.target.value if spec.attack else None)
+        if key not in self._cache:
+            image = self.picker.image[None]  # (1, H, W) uint8
+            generator = torch.Generator().manual_seed(self.seed)
+            with _single_thread():
+                if spec.attack:
+                    model = self.vit if self.target.value == "vit" else self.cnn
+                    pixels = spec.apply(model, image, torch.tensor([self.picker.label]), strength, generator)
+                else:
+                    pixels = spec.apply(image, strength, generator).float() / 255.0  # (1, H, W) in [0, 1]
+                atts, vit_logits = capture.capture_attention(self.vit, pixels_to_input(self.vit, pixels),
+                                                             return_logits=True)
+                cnn_input = capture.prepare_images(self.cnn, pixels_to_input(self.cnn, pixels))  # on its device
+                with torch.no_grad(), eval_mode(self.cnn):
+                    cnn_logits = self.cnn(cnn_input).float().cpu()
+            amap = rollout.attention_rollout(atts, num_prefix_tokens=self.num_prefix_tokens, grid=self.grid_size)
+            self._cache[key] = {"pixels": pixels[0], "vit": vit_logits[0].softmax(-1),
+                                "cnn": cnn_logits[0].softmax(-1), "rollout": amap[0]}
+            self.evaluations += 1
+        return self._cache[key]
+
+    @property
+    def corrupted(self) -> torch.Tensor:
+        """The image the models see, float pixels (H, W) in [0, 1]."""
+        return self._state()["pixels"]
+
+    @property
+    def vit_probabilities(self) -> torch.Tensor:
+        """The ViT's class probabilities (classes,) on the corrupted image."""
+        return self._state()["vit"]
+
+    @property
+    def cnn_probabilities(self) -> torch.Tensor:
+        """The CNN's class probabilities (classes,) on the corrupted image."""
+        return self._state()["cnn"]
+
+    def rollout_map(self) -> torch.Tensor:
+        """The ViT's attention rollout (gh, gw) on the corrupted image."""
+        return self._state()["rollout"]
+
+    def _draw(self, fig: Figure) -> None:
+        state, spec = self._state(), self.spec
+        names, truth = self.picker.class_names, self.picker.label
+        label = lambda i: names[i] if i < len(names) else str(i)  # noqa: E731
+        probs = {self.names[0]: state["vit"], self.names[1]: state["cnn"]}
+        image = state["pixels"]
+        h, w = image.shape
+        ax_img, ax_map, ax_prob = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1.2, 1.4], "wspace": 0.7,
+                                                                   "left": 0.01, "right": 0.97, "bottom": 0.14,
+                                                                   "top": 0.78})
+        strength = self.strength.value
+        against = f", against the {self.names[0 if self.target.value == 'vit' else 1]}" if spec.attack else ""
+        fig.suptitle(f"{spec.title}: {spec.unit} = {strength:g}{' (clean)' if strength == spec.clean else ''}"
+                     f"{against}", fontsize=10)
+        ax_img.imshow(image.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        preds = [f"{name}: {label(int(p.argmax()))} ({100 * float(p.max()):.0f}%)" for name, p in probs.items()]
+        ax_img.set_title("\n".join([f"true: {label(truth)}", *preds]), fontsize=9)
+        ax_img.set_xticks([])
+        ax_img.set_yticks([])
+
+        amap = state["rollout"]
+        ax_map.imshow(image.numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        im = ax_map.imshow(plots.upsample_map(amap, (h, w)).numpy(), cmap="inferno", alpha=0.6, vmin=0,
+                           vmax=max(float(amap.max()), 1e-12), interpolation="nearest", gid="rollout")
+        fig.colorbar(im, ax=ax_map, fraction=0.046, pad=0.04, label="rollout weight")
+        ax_map.set_title(f"{self.names[0]}'s attention rollout\non the corrupted image", fontsize=9)
+        ax_map.set_xticks([])
+        ax_map.set_yticks([])
+
+        classes = range(len(state["vit"]))
+        for k, (name, p) in enumerate(probs.items()):
+            ax_prob.barh([i + (k - 0.5) * 0.4 for i in classes], p.numpy(), height=0.4, label=name,
+                         color=("tab:blue", "tab:orange")[k])
+        ax_prob.set_yticks(list(classes), [label(i) + (" (true)" if i == truth else "") for i in classes], fontsize=8)
+        ax_prob.invert_yaxis()
+        ax_prob.set_xlim(0, 1)
+        ax_prob.set_xlabel("probability")
+        ax_prob.set_title("both models' predictions", fontsize=9)
+        ax_prob.legend(fontsize=8, loc="lower right")
