@@ -127,14 +127,24 @@ MOVED_MODULES: dict[str, str] = {
 }
 
 
+def _moved(qualified: str) -> str:
+    module_name, _, attr = qualified.rpartition(".")
+    return f"{MOVED_MODULES.get(module_name, module_name)}.{attr}"
+
+
+def upgrade_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """A stored `model_spec` with 0.1's class paths renamed to today's (a copy; others unchanged)."""
+    return {**spec, "class": _moved(spec["class"]), "config_class": _moved(spec["config_class"])}
+
+
 def _import(qualified: str) -> Any:
     module_name, _, attr = qualified.rpartition(".")
-    module_name = MOVED_MODULES.get(module_name, module_name)
     return getattr(importlib.import_module(module_name), attr)
 
 
 def build_from_spec(spec: dict[str, Any]) -> nn.Module:
-    """Rebuild an (untrained) model from `model_spec`'s output."""
+    """Rebuild an (untrained) model from `model_spec`'s output (0.1's class paths included)."""
+    spec = upgrade_spec(spec)
     config_cls = _import(spec["config_class"])
     config = {k: tuple(v) if isinstance(v, list) else v for k, v in spec["config"].items()}
     return _import(spec["class"])(config_cls(**config))
