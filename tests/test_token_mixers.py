@@ -125,3 +125,26 @@ def test_the_committed_results_are_complete():
         (m, p) for m in tm.MIXER_MODELS for p in tm.PATCH_SIZES}
     curves = read_results(tm.CURVES_CSV)
     assert {c["key"] for c in curves} == {r["key"] for r in runs if r["experiment"] == "norms"}
+
+
+def test_the_chapters_claims_hold_in_the_committed_results():
+    """Chapter 11's section 9 states these about the committed runs (its numbers are read from the
+    CSVs when the chapter is generated, tools/chapters/ch11.py); if a re-run changes them, the text
+    has to change too."""
+    runs = read_results(tm.RUNS_CSV)
+    mix, norms = tm.summarise(runs, "mixers"), tm.summarise(runs, "norms")
+    att, pool, ident, hyb, mlp = (mix[k] for k in ("attention", "pooling", "identity", "hybrid", "mlp"))
+    # "pooling is as good as attention, within the noise": the seeds' ranges overlap
+    assert min(att.accuracies) <= max(pool.accuracies) and min(pool.accuracies) <= max(att.accuracies)
+    # "no mixing at all costs" a point or two: identity is below every mixer that had the same epochs
+    assert ident.mean < min(att.mean, pool.mean, hyb.mean) and att.mean - ident.mean < 0.02
+    # "the hybrid did not help"
+    assert hyb.mean <= max(att.mean, pool.mean)
+    # "the token MLP's row is not a fair verdict": it trained fewer epochs than attention
+    assert max(mlp.epochs) < min(att.epochs)
+    # "no blow-up": no norm run diverged, BatchNorm's largest gradient norm is not above LayerNorm's
+    rows = {r["variant"]: r for r in runs if r["experiment"] == "norms" and r["seed"] == "0"}
+    assert all(not r["diverged_step"] for r in rows.values())
+    assert float(rows["batchnorm"]["max_grad_norm"]) <= float(rows["layernorm"]["max_grad_norm"])
+    # "BatchNorm inside the MLP was the best run of the chapter"
+    assert norms["bn_ffn"].mean == max(s.mean for s in [*mix.values(), *norms.values()])
