@@ -20,6 +20,8 @@ def _call(what: str, student: Callable, *args):
     """The student's result; a shape error inside their code becomes a hint, not a traceback."""
     try:
         return student(*args)
+    except NotImplementedError:  # a subclass of RuntimeError: the stub, reported as an open exercise
+        raise
     except RuntimeError as exc:  # e.g. "mat1 and mat2 shapes cannot be multiplied"
         raise ExerciseError(f"{what} raised {type(exc).__name__}: {str(exc).splitlines()[0]}; "
                             "check which axis each step works on") from None
