@@ -6,6 +6,12 @@
 Normalising *before* each sub-layer (rather than after the residual sum, as the original
 Transformer did) keeps an identity path from input to output, which is what lets deep stacks
 train without a learning-rate warm-up trick to survive the first steps.
+
+Two options for the small-data models of chapter 13, both off by default (so ViT, T2T and their
+checkpoints are unchanged): `lsa` swaps the attention for Locality Self-Attention, `drop_path`
+wraps both residual branches in stochastic depth:
+
+    x = x + DropPath(MSA(LN(x)));  x = x + DropPath(MLP(LN(x)))
 """
 from __future__ import annotations
 
@@ -13,7 +19,9 @@ import torch
 import torch.nn as nn
 
 from .attention import MultiHeadSelfAttention
+from .drop_path import DropPath
 from .dropout import Dropout
+from .lsa import LocalitySelfAttention
 
 
 class MLP(nn.Module):
@@ -59,19 +67,25 @@ class EncoderBlock(nn.Module):
         norm_eps: LayerNorm epsilon (1e-6 as in the paper's JAX code, timm and torchvision).
         fused: attention path, see `MultiHeadSelfAttention`.
         proj_bias: bias in the attention's output projection.
+        lsa: True uses `LocalitySelfAttention` (learned temperature, diagonal masked; h more
+            parameters), False standard multi-head self-attention.
+        drop_path: stochastic-depth rate of both residual branches (0 = off; no parameters either way).
     """
 
     def __init__(self, dim: int, heads: int, mlp_dim: int, dropout: float = 0.0,
                  attn_dropout: float = 0.0, qkv_bias: bool = True, norm_eps: float = 1e-6,
-                 fused: bool = True, proj_bias: bool = True) -> None:
+                 fused: bool = True, proj_bias: bool = True, lsa: bool = False,
+                 drop_path: float = 0.0) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
-        self.attn = MultiHeadSelfAttention(dim, heads, qkv_bias=qkv_bias, attn_dropout=attn_dropout,
-                                           proj_dropout=dropout, fused=fused, proj_bias=proj_bias)
+        attention = LocalitySelfAttention if lsa else MultiHeadSelfAttention
+        self.attn = attention(dim, heads, qkv_bias=qkv_bias, attn_dropout=attn_dropout,
+                              proj_dropout=dropout, fused=fused, proj_bias=proj_bias)
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = MLP(dim, mlp_dim, dropout)
+        self.drop_path = DropPath(drop_path)  # identity when 0 or in eval mode
 
     def forward(self, x: torch.Tensor, fused: bool | None = None) -> torch.Tensor:
         """(B, N, D) -> (B, N, D); `fused` overrides the attention path for this call."""
-        x = x + self.attn(self.norm1(x), fused=fused)
-        return x + self.mlp(self.norm2(x))
+        x = x + self.drop_path(self.attn(self.norm1(x), fused=fused))
+        return x + self.drop_path(self.mlp(self.norm2(x)))

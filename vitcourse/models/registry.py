@@ -1,7 +1,7 @@
 """`create_model(name, **overrides)`: one entry point for every model family in the course.
 
-Each family module (vit, t2t, swin, cnn, metaformer) holds a dict `PRESETS` of lowercase builder functions;
-names are matched after normalising case, '-' and '/' to '_' ("ViT-B/16" -> "vit_b_16").
+Each family module (vit, t2t, swin, cnn, metaformer, cct, small_data_vit) holds a dict `PRESETS` of
+lowercase builder functions; names are matched after normalising case, '-' and '/' to '_' ("ViT-B/16" -> "vit_b_16").
 """
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import torch.nn as nn
 
 # Family modules, in the order their presets are listed. Add a family here when its module lands.
 FAMILIES: tuple[str, ...] = ("vitcourse.models.vit", "vitcourse.models.t2t", "vitcourse.models.swin",
-                             "vitcourse.models.cnn", "vitcourse.models.metaformer")
+                             "vitcourse.models.cnn", "vitcourse.models.metaformer", "vitcourse.models.cct",
+                             "vitcourse.models.small_data_vit")
 
 
 def _normalise(name: str) -> str:
