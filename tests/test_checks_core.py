@@ -138,3 +138,36 @@ def test_expect_equal_and_expect_true():
     expect_true(True, "never shown")
     with pytest.raises(ExerciseError, match="^the message$"):
         expect_true(False, "the message")
+
+
+# --- calling the student's code -------------------------------------------------------------------
+
+def test_call_student_turns_a_shape_error_into_a_hint_naming_the_function():
+    from vitcourse.checks._core import call_student
+
+    def wrong(x):
+        return torch.ones(2, 3) @ torch.ones(4, 5)
+
+    with pytest.raises(ExerciseError, match=r"^my_fn raised RuntimeError: .*check which axis"):
+        call_student("my_fn", wrong, 1)
+    assert call_student("my_fn", lambda a, b: a + b, 1, 2) == 3
+
+
+def test_call_student_lets_a_stub_through_so_the_exercise_reads_as_open():
+    from vitcourse.checks._core import call_student
+
+    def stub(x):
+        raise NotImplementedError("Exercise 99.1: replace this stub with your code")
+
+    with pytest.raises(NotImplementedError, match="replace this stub"):
+        call_student("my_fn", stub, 1)
+
+
+def test_the_ch12_checks_report_a_stub_as_not_implemented():
+    from vitcourse.checks import ch12_robustness
+
+    def stub(*args):
+        raise NotImplementedError("Exercise 12.1: replace this stub with your code")
+
+    with pytest.raises(NotImplementedError, match="not implemented yet"):
+        ch12_robustness.linear_cka(stub)

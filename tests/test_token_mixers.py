@@ -11,6 +11,7 @@ import torch.nn as nn
 
 from vitcourse.data import load_data
 from vitcourse.experiments import token_mixers as tm
+from vitcourse.experiments.budget import BudgetedRun, GradNorms, append_curves, plan_epochs, summarise
 from vitcourse.experiments.sweep import read_results
 from vitcourse.models import create_model
 
@@ -22,10 +23,10 @@ def tiny():
 
 def test_plan_epochs_fits_the_budget_counting_the_test_pass():
     # 60,000 training + 10,000 / 3 test-image equivalents per epoch at 3,000 img/s: 21.1 s
-    assert tm.plan_epochs(120, 3_000, 60_000, 10_000) == 5
-    assert tm.plan_epochs(1, 10, 60_000, 10_000) == 1  # never zero
+    assert plan_epochs(120, 3_000, 60_000, 10_000) == 5
+    assert plan_epochs(1, 10, 60_000, 10_000) == 1  # never zero
     with pytest.raises(ValueError, match="budget_s"):
-        tm.plan_epochs(0, 3_000, 60_000, 10_000)
+        plan_epochs(0, 3_000, 60_000, 10_000)
 
 
 def test_planned_runs_are_unique_seed_major_and_one_argument_apart():
@@ -56,7 +57,7 @@ def test_growth_exponent_reads_linear_and_quadratic_costs():
 def test_grad_norms_are_read_before_clipping():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.Linear(16, 3))
-    norms = tm.GradNorms(model)
+    norms = GradNorms(model)
     loss = 100 * model(torch.randn(4, 8)).pow(2).sum()
     loss.backward()
     total = nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # returns the norm before clipping
@@ -68,8 +69,8 @@ def test_grad_norms_are_read_before_clipping():
 
 
 def test_ablations_write_rows_and_curves_and_resume(tiny, tmp_path):
-    runs = [tm.MixerRun("mixers", "pooling", tm.MIXER_MODELS["pooling"], 0, 0.5),
-            tm.MixerRun("norms", "batchnorm", tm.MIXER_MODELS["attention"], 0, 0.5, (("norm", "batchnorm"),))]
+    runs = [BudgetedRun("mixers", "pooling", tm.MIXER_MODELS["pooling"], 0, 0.5),
+            BudgetedRun("norms", "batchnorm", tm.MIXER_MODELS["attention"], 0, 0.5, (("norm", "batchnorm"),))]
     runs_csv, curves_csv = tmp_path / "runs.csv", tmp_path / "curves.csv"
     report = tm.run_ablations(runs, tiny, runs_csv, curves_csv, log=lambda s: None)
     assert report.done == [r.key for r in runs]
@@ -86,7 +87,7 @@ def test_ablations_write_rows_and_curves_and_resume(tiny, tmp_path):
     assert all(float(c["grad_norm"]) > 0 for c in curves)
     assert float(rows[1]["max_grad_norm"]) == pytest.approx(max(float(c["grad_norm"]) for c in curves), abs=1e-3)
     # a second call trains nothing; an orphan curve (a run killed before its row landed) is dropped
-    tm.append_curves(curves_csv, [{**curves[0], "key": "norms/killed/seed=9/budget=1s"}])
+    append_curves(curves_csv, [{**curves[0], "key": "norms/killed/seed=9/budget=1s"}])
     again = tm.run_ablations(runs, tiny, runs_csv, curves_csv, log=lambda s: None)
     assert again.done == [] and again.skipped == report.done
     assert {c["key"] for c in read_results(curves_csv)} == {runs[1].key}
@@ -107,7 +108,7 @@ def test_cost_rows_grow_with_tokens_attention_fastest(tiny):
 def test_summarise_gives_mean_and_spread_and_skips_diverged_runs():
     rows = [{"experiment": "mixers", "variant": "pooling", "params": "10", "macs": "20",
              "test_accuracy": str(a), "epochs": "3"} for a in (0.80, 0.84, float("nan"))]
-    s = tm.summarise(rows)["pooling"]
+    s = summarise(rows)["pooling"]
     assert s.accuracies == [0.80, 0.84] and s.mean == pytest.approx(0.82) and s.spread == pytest.approx(0.04)
 
 
@@ -118,7 +119,7 @@ def test_the_committed_results_are_complete():
     for r in runs:
         assert int(r["train_size"]) == 60_000 and int(r["test_size"]) == 10_000
         assert r["hardware"] and r["commit"] and r["train_config"]
-    summary = tm.summarise(runs)
+    summary = summarise(runs)
     assert all(len(s.accuracies) == 3 for s in summary.values())
     cost = read_results(tm.COST_CSV)
     assert {(r["mixer"], int(r["patch_size"])) for r in cost} == {
@@ -132,7 +133,7 @@ def test_the_chapters_claims_hold_in_the_committed_results():
     CSVs when the chapter is generated, tools/chapters/ch11.py); if a re-run changes them, the text
     has to change too."""
     runs = read_results(tm.RUNS_CSV)
-    mix, norms = tm.summarise(runs, "mixers"), tm.summarise(runs, "norms")
+    mix, norms = summarise(runs, "mixers"), summarise(runs, "norms")
     att, pool, ident, hyb, mlp = (mix[k] for k in ("attention", "pooling", "identity", "hybrid", "mlp"))
     # "pooling is as good as attention, within the noise": the seeds' ranges overlap
     assert min(att.accuracies) <= max(pool.accuracies) and min(pool.accuracies) <= max(att.accuracies)

@@ -29,7 +29,8 @@ def discussion() -> str:
     """Section 9, its numbers read from the committed CSVs when the chapter is generated (the
     claims the prose makes about them are asserted in tests/test_token_mixers.py)."""
     from vitcourse.experiments.sweep import read_results
-    from vitcourse.experiments.token_mixers import COST_CSV, RUNS_CSV, growth_exponent, summarise
+    from vitcourse.experiments.budget import summarise
+    from vitcourse.experiments.token_mixers import COST_CSV, RUNS_CSV, growth_exponent
 
     runs = read_results(RUNS_CSV)
     mix, nrm = summarise(runs, "mixers"), summarise(runs, "norms")
@@ -175,6 +176,7 @@ In the package the block is `vitcourse.layers.metaformer.MetaFormerBlock`, and t
 """),
     code(r"""
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -429,7 +431,8 @@ images, tested on all 10,000, with **3 seeds** each. The file holds one row per 
 hardware, commit and configuration.
 """),
     code(r"""
-from vitcourse.experiments.token_mixers import COST_CSV, CURVES_CSV, RUNS_CSV, growth_exponent, summarise
+from vitcourse.experiments.budget import summarise
+from vitcourse.experiments.token_mixers import COST_CSV, CURVES_CSV, RUNS_CSV, growth_exponent
 from vitcourse.experiments.sweep import read_results
 
 runs = read_results(RUNS_CSV)
@@ -446,7 +449,8 @@ for s in mixers.values():
 """),
     code(r"""
 cost = read_results(COST_CSV)
-speed = {r["mixer"]: float(r["train_images_per_s"]) for r in cost if r["patch_size"] == "7"}
+# the speed each run's epochs were planned from (probed back to back, under the same load)
+speed = {r["variant"]: float(r["probe_images_per_s"]) for r in runs if r["experiment"] == "mixers"}
 colors = {"attention": "C3", "pooling": "C2", "mlp": "C0", "identity": "C7", "hybrid": "C1"}
 fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
 for i, s in enumerate(mixers.values()):
@@ -461,7 +465,7 @@ axes[0].set_title("Test accuracy per seed (line: mean)")
 axes[1].set_xlabel("MMACs per image")
 axes[1].set_title("Accuracy vs compute per image")
 axes[2].set_xscale("log")
-axes[2].set_xlabel("measured training images / s (log)")
+axes[2].set_xlabel("probed training images / s (log)")
 axes[2].set_title("Accuracy vs training speed")
 axes[2].legend(fontsize=8)
 for ax in axes:
@@ -537,6 +541,8 @@ for mixer in dict.fromkeys(r["mixer"] for r in cost):
 for ax in axes:
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.set_xticks([16, 49, 196, 784], ["16", "49", "196", "784"])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())  # no overlapping minor labels
     ax.set_xlabel("tokens N (28x28 image, patch 7 / 4 / 2 / 1)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
@@ -550,19 +556,19 @@ plt.show()
     md(r"""
 ## 8. A small live re-run
 
-The same function that wrote the file (`run_one`), on this machine, now: attention against pooling
-for a short budget, one seed. In fast mode it trains for a few seconds on 1,000 images (it shows
+The same function that wrote the file (`train_budgeted`, shared with chapter 13's ablation), on
+this machine, now: attention against pooling for a short budget, one seed. In fast mode it trains for a few seconds on 1,000 images (it shows
 the pipeline, not the ranking); in a full run, 60 s each on 10,000 images.
 """),
     code(r"""
+from vitcourse.experiments.budget import BudgetedRun, train_budgeted
 from vitcourse.experiments.compare import training_throughput
-from vitcourse.experiments.token_mixers import MixerRun, run_one
 
 live_data = load_data(train_size=fast_or(1_000, 10_000), test_size=fast_or(500, 10_000))
 for mixer in ("attention", "pooling"):
     probe = training_throughput(MIXER_MODELS[mixer], live_data.train_images, live_data.train_labels)
-    row = run_one(MixerRun("mixers", mixer, MIXER_MODELS[mixer], seed=0, budget_s=fast_or(3.0, 60.0)),
-                  live_data, probe)
+    run = BudgetedRun("mixers", mixer, MIXER_MODELS[mixer], seed=0, budget_s=fast_or(3.0, 60.0))
+    row = train_budgeted(run, live_data, probe)
     print(f"{mixer:9s}: {probe:6.0f} training images/s -> {row['epochs']} epochs in the budget, "
           f"test accuracy {100 * row['test_accuracy']:.1f}% ({row['fit_wall_s']} s)")
 """),

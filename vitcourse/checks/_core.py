@@ -216,3 +216,16 @@ def expect_true(condition: bool, message: str) -> None:
     """Fail with `message` unless `condition` holds."""
     if not condition:
         raise ExerciseError(message)
+
+
+def call_student(what: str, student: Callable[..., Any], *args: Any) -> Any:
+    """`student(*args)`; a shape error inside the student's code becomes a hint naming `what`,
+    not a traceback from inside torch. A stub's NotImplementedError (a subclass of RuntimeError)
+    passes through unchanged, so the grader reports the exercise as open."""
+    try:
+        return student(*args)
+    except NotImplementedError:
+        raise
+    except RuntimeError as exc:  # e.g. "mat1 and mat2 shapes cannot be multiplied"
+        raise ExerciseError(f"{what} raised {type(exc).__name__}: {str(exc).splitlines()[0]}; "
+                            "check which axis each step works on") from None

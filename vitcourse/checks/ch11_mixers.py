@@ -13,18 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
-from ._core import ExerciseError, exercise, expect_close, expect_shape
-
-
-def _call(what: str, student: Callable, *args):
-    """The student's result; a shape error inside their code becomes a hint, not a traceback."""
-    try:
-        return student(*args)
-    except NotImplementedError:  # a subclass of RuntimeError: the stub, reported as an open exercise
-        raise
-    except RuntimeError as exc:  # e.g. "mat1 and mat2 shapes cannot be multiplied"
-        raise ExerciseError(f"{what} raised {type(exc).__name__}: {str(exc).splitlines()[0]}; "
-                            "check which axis each step works on") from None
+from ._core import ExerciseError, call_student, exercise, expect_close, expect_shape
 
 
 @exercise("11.1", "PoolFormer's pooling token mixer", difficulty="medium", minutes=15)
@@ -38,7 +27,7 @@ def pooling_mixer(student: Callable[[torch.Tensor, tuple[int, int]], torch.Tenso
         x = torch.randn(b, h * w, d, generator=g)
         expected = PoolingMixer((h, w))(x)
         what = f"pooling_mixer(x {tuple(x.shape)}, grid=({h}, {w}))"
-        got = _call(what, student, x.clone(), (h, w))
+        got = call_student(what, student, x.clone(), (h, w))
         expect_shape(what, got, tuple(expected.shape))
         grid = rearrange(x, "b (h w) d -> b d h w", h=h, w=w)
         pooled = F.avg_pool2d(grid, 3, 1, 1, count_include_pad=False)
@@ -70,7 +59,7 @@ def token_mixing_mlp(student: Callable[[torch.Tensor, nn.Linear, nn.Linear], tor
         x = torch.randn(b, n, d)
         expected = ref(x)
         what = f"token_mixing_mlp(x {tuple(x.shape)}, fc1 Linear({n}, {hidden}), fc2 Linear({hidden}, {n}))"
-        got = _call(what, student, x.clone(), ref.fc1, ref.fc2)
+        got = call_student(what, student, x.clone(), ref.fc1, ref.fc2)
         if isinstance(got, torch.Tensor) and tuple(got.shape) == (b, d, n):
             raise ExerciseError(f"{what} returns (B, D, N): transpose back to (B, N, D) after the MLP")
         expect_shape(what, got, tuple(expected.shape))
@@ -82,7 +71,7 @@ def token_mixing_mlp(student: Callable[[torch.Tensor, nn.Linear, nn.Linear], tor
         # mixing along tokens: a change in token 0 must reach the others, a change in channel 0 must not
         bumped = x.clone()
         bumped[:, 0, 0] += 1.0
-        delta = (_call(what, student, bumped, ref.fc1, ref.fc2) - got).abs()
+        delta = (call_student(what, student, bumped, ref.fc1, ref.fc2) - got).abs()
         if delta[:, :, 1:].max() > 1e-6:
             raise ExerciseError(f"{what} lets channels mix; the token MLP must treat each channel alone")
 
@@ -100,7 +89,7 @@ def token_batch_norm(student: Callable[[torch.Tensor, float], torch.Tensor]) -> 
         ref = TokenBatchNorm(d, eps=eps, affine=False).train()
         expected = ref(x)
         what = f"token_batch_norm(x {tuple(x.shape)}, eps={eps})"
-        got = _call(what, student, x.clone(), eps)
+        got = call_student(what, student, x.clone(), eps)
         expect_shape(what, got, tuple(expected.shape))
         layer_norm = F.layer_norm(x, (d,), eps=eps)
         if torch.allclose(got, layer_norm, atol=1e-4):

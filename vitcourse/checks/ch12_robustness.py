@@ -11,16 +11,7 @@ from typing import Any, Callable
 
 import torch
 
-from ._core import ExerciseError, exercise, expect_close, expect_shape
-
-
-def _call(what: str, student: Callable, *args) -> Any:
-    """The student's result; a shape error inside their code becomes a hint, not a traceback."""
-    try:
-        return student(*args)
-    except RuntimeError as exc:  # e.g. "mat1 and mat2 shapes cannot be multiplied"
-        raise ExerciseError(f"{what} raised {type(exc).__name__}: {str(exc).splitlines()[0]}; "
-                            "check which axis each step works on") from None
+from ._core import ExerciseError, call_student, exercise, expect_close, expect_shape
 
 
 def _number(what: str, value: Any) -> float:
@@ -60,7 +51,7 @@ def linear_cka(student: Callable[[torch.Tensor, torch.Tensor], Any]) -> None:
         mix = torch.randn(p1, p2, generator=g, dtype=torch.float64)
         y = x @ mix + torch.randn(n, p2, generator=g, dtype=torch.float64) + 5.0  # related to x, shifted
         what = f"linear_cka(X {tuple(x.shape)}, Y {tuple(y.shape)})"
-        got = _number(what, _call(what, student, x.clone(), y.clone()))
+        got = _number(what, call_student(what, student, x.clone(), y.clone()))
         expected = float(reference(x, y))
         if _close(got, _cka_of(x, y, centre="none")) and not _close(got, expected):
             raise ExerciseError(f"{what} = {got:.4f} is CKA without centring: subtract each column's "
@@ -76,7 +67,7 @@ def linear_cka(student: Callable[[torch.Tensor, torch.Tensor], Any]) -> None:
     # the defining invariances: 1 with itself, unchanged by a rotation and a scaling of one side
     x = torch.randn(30, 6, generator=g, dtype=torch.float64)
     q, _ = torch.linalg.qr(torch.randn(6, 6, generator=g, dtype=torch.float64))
-    got = _number("linear_cka(X, 2.5 X Q)", _call("linear_cka(X, 2.5 X Q)", student, x, 2.5 * x @ q))
+    got = _number("linear_cka(X, 2.5 X Q)", call_student("linear_cka(X, 2.5 X Q)", student, x, 2.5 * x @ q))
     if not _close(got, 1.0):
         raise ExerciseError(f"linear_cka(X, 2.5 X Q) with Q a rotation should be 1 (CKA ignores rotations and "
                             f"scale), got {got:.6f}")
@@ -104,7 +95,7 @@ def patch_drop(student: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor
         dropped = expected == 0  # (B, H, W): the pixels the mask drops (no pixel was 0 before)
         what = f"patch_drop(images {tuple(images.shape)}, mask {tuple(mask.shape)}, patch_size={p})"
         original = images.clone()
-        got = _call(what, student, images, mask.clone(), p)
+        got = call_student(what, student, images, mask.clone(), p)
         if not isinstance(got, torch.Tensor):
             raise ExerciseError(f"{what} should return a tensor, got {type(got).__name__}")
         expect_shape(what, got, (b, h, w))

@@ -33,7 +33,7 @@ from ..cli_args import CommandError, output_file, positive_float, positive_int, 
 from ..models.d2l_vit import D2L_BATCH_SIZE, D2L_CONFIG, _d2l, build_d2l_vit, d2l_train_step
 from ..data import TensorLoader, load_data
 from ..models.registry import create_model
-from ..training.precision import autocast, resolve_precision
+from ..training.precision import resolve_precision
 from ..training.loop import TrainConfig, fit
 
 KEYS = ("d2l_img_per_s", "vitcourse_img_per_s", "speedup", "mfu", "time_to_90_s", "acc_at_10_min")

@@ -22,16 +22,12 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import torch.nn as nn
 
 from ..cli_args import (device_name, non_negative_int, one_of, output_folder, positive_float, test_subset,
                         train_subset)
@@ -39,8 +35,9 @@ from ..data import REPO_ROOT, FashionMNISTData, load_data
 from ..flops import count_flops, count_parameters
 from ..models.registry import create_model
 from ..settings import seed_everything
+from .budget import BudgetedRun, run_budgeted
 from .compare import inference_throughput, training_throughput
-from .sweep import _config_dict, git_commit, hardware, read_results, run_sweep
+from .sweep import git_commit, hardware
 
 RESULTS_DIR = REPO_ROOT / "data" / "results"
 RUNS_CSV = RESULTS_DIR / "token_mixers.csv"
@@ -66,176 +63,31 @@ NORM_VARIANTS: dict[str, dict[str, Any]] = {
 PATCH_SIZES: tuple[int, ...] = (7, 4, 2, 1)   # 28x28 images -> N = 16, 49, 196, 784 tokens
 BUDGET_S = 120.0
 SEEDS: tuple[int, ...] = (0, 1, 2)
-NORM_SEEDS: tuple[int, ...] = (0,)
+NORM_SEEDS: tuple[int, ...] = (0, 1, 2)
 PARTS: tuple[str, ...] = ("mixers", "norms", "cost")
-PROBE_ROUNDS = 2  # speed probes per model, interleaved across models
-
-
-@dataclass(frozen=True)
-class MixerRun:
-    """One training run of the ablations."""
-    experiment: str                  # "mixers" or "norms"
-    variant: str                     # the mixer (mixers) or the norm variant (norms)
-    model: str                       # preset name
-    seed: int
-    budget_s: float                  # wall-clock budget: epochs are planned from a speed probe
-    model_overrides: tuple[tuple[str, Any], ...] = ()
-    train_overrides: tuple[tuple[str, Any], ...] = ()
-
-    @property
-    def key(self) -> str:
-        return f"{self.experiment}/{self.variant}/seed={self.seed}/budget={self.budget_s:g}s"
 
 
 def planned_runs(parts: tuple[str, ...] = ("mixers", "norms"), seeds: tuple[int, ...] = SEEDS,
                  norm_seeds: tuple[int, ...] = NORM_SEEDS, budget_s: float = BUDGET_S,
-                 mixers: tuple[str, ...] = tuple(MIXER_MODELS)) -> list[MixerRun]:
+                 mixers: tuple[str, ...] = tuple(MIXER_MODELS)) -> list[BudgetedRun]:
     """The runs of the ablation parts, seed-major so a stopped run leaves whole seeds behind."""
-    runs: list[MixerRun] = []
+    runs: list[BudgetedRun] = []
     if "mixers" in parts:
-        runs += [MixerRun("mixers", m, MIXER_MODELS[m], s, budget_s) for s in seeds for m in mixers]
+        runs += [BudgetedRun("mixers", m, MIXER_MODELS[m], s, budget_s) for s in seeds for m in mixers]
     if "norms" in parts:
-        runs += [MixerRun("norms", n, MIXER_MODELS["attention"], s, budget_s,
+        runs += [BudgetedRun("norms", n, MIXER_MODELS["attention"], s, budget_s,
                           tuple(sorted(v["model"].items())), tuple(sorted(v["train"].items())))
                  for s in norm_seeds for n, v in NORM_VARIANTS.items()]
     return runs
 
 
-def plan_epochs(budget_s: float, images_per_s: float, train_size: int, test_size: int) -> int:
-    """Epochs that fit `budget_s` at `images_per_s` training speed, counting each epoch's test pass
-    (a forward pass costs about a third of a training step). At least 1."""
-    if budget_s <= 0 or images_per_s <= 0:
-        raise ValueError(f"budget_s and images_per_s must be positive, got {budget_s!r}, {images_per_s!r}")
-    return max(1, int(budget_s * images_per_s / (train_size + test_size / 3)))
-
-
-class GradNorms:
-    """The global gradient norm of every backward pass, read *before* `fit` clips it: a hook per
-    parameter adds |grad|^2 as autograd produces it, and `pop()` closes the step."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self._sum = 0.0
-        self._handles = [p.register_hook(self._add) for p in model.parameters() if p.requires_grad]
-
-    def _add(self, grad: torch.Tensor) -> None:
-        self._sum += float(grad.detach().float().pow(2).sum())
-
-    def pop(self) -> float:
-        total, self._sum = math.sqrt(self._sum), 0.0
-        return total
-
-    def remove(self) -> None:
-        for h in self._handles:
-            h.remove()
-
-
-def run_one(run: MixerRun, data: FashionMNISTData, probe_images_per_s: float, device: str | None = None,
-            curves: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Train `run` with `fit` for the epochs its budget allows; returns the CSV row. Per-step loss
-    and gradient norm go into `curves` if given (a blow-up ends the run: its step is recorded)."""
-    from ..training.loop import TrainConfig, TrainingDiverged, evaluate, fit
-
-    start = time.perf_counter()
-    seed_everything(run.seed)
-    model = create_model(run.model, **dict(run.model_overrides))
-    epochs = plan_epochs(run.budget_s, probe_images_per_s, len(data.train_labels), len(data.test_labels))
-    config = TrainConfig(epochs=epochs, seed=run.seed, compile=False, **dict(run.train_overrides))
-    norms = GradNorms(model) if curves is not None else None
-
-    def on_step(step: int, loss: float) -> None:
-        curves.append({"key": run.key, "experiment": run.experiment, "variant": run.variant,
-                       "seed": run.seed, "step": step, "loss": round(loss, 5),
-                       "grad_norm": round(norms.pop(), 5)})
-
-    diverged_step, history = "", []
-    try:
-        result = fit(model, data, config, device=device, progress=False,
-                     on_step=on_step if curves is not None else None)
-        history, trained = result.history, result.model
-        scores = evaluate(trained, data.test_images, data.test_labels, device=device)
-    except TrainingDiverged:
-        diverged_step = curves[-1]["step"] if curves else "yes"
-        scores = {"accuracy": float("nan"), "loss": float("nan")}
-    finally:
-        if norms is not None:
-            norms.remove()
-    last = history[-1] if history else {}
-    fit_s = sum(h["seconds"] for h in history)
-    grad = [c["grad_norm"] for c in curves if c["key"] == run.key] if curves is not None else []
-    return {
-        "key": run.key, "experiment": run.experiment, "variant": run.variant, "model": run.model,
-        "model_overrides": json.dumps(dict(run.model_overrides), sort_keys=True),
-        "train_overrides": json.dumps(dict(run.train_overrides), sort_keys=True),
-        "seed": run.seed, "params": count_parameters(model), "macs": count_flops(model) // 2,
-        "budget_s": run.budget_s, "probe_images_per_s": round(probe_images_per_s, 1), "epochs": epochs,
-        "train_size": len(data.train_labels), "test_size": len(data.test_labels),
-        "test_accuracy": round(float(scores["accuracy"]), 5), "test_loss": round(float(scores["loss"]), 5),
-        "train_loss": round(float(last.get("train_loss", float("nan"))), 5),
-        "train_accuracy": round(float(last.get("train_acc", float("nan"))), 5),
-        "best_epoch_test_acc": round(max((h["test_acc"] for h in history), default=float("nan")), 5),
-        "fit_wall_s": round(fit_s, 1), "diverged_step": diverged_step,
-        "max_grad_norm": round(max(grad), 3) if grad else "",
-        "point_wall_s": round(time.perf_counter() - start, 1),
-        "model_config": json.dumps(_config_dict(model.config), sort_keys=True, default=str),
-        "train_config": json.dumps(_config_dict(config), sort_keys=True),
-        "hardware": hardware(), "torch": torch.__version__, "commit": git_commit(),
-        "finished_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
-
-
-def append_curves(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Add per-step rows to the curves CSV (one run's rows at once, after the run is in its CSV)."""
-    if not rows:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")
-        if new:
-            writer.writeheader()
-        writer.writerows(rows)
-
-
-def run_ablations(runs: list[MixerRun], data: FashionMNISTData, runs_csv: Path = RUNS_CSV,
+def run_ablations(runs: list[BudgetedRun], data: FashionMNISTData, runs_csv: Path = RUNS_CSV,
                   curves_csv: Path = CURVES_CSV, device: str | None = None, max_minutes: float | None = None,
                   log: Callable[[str], None] = print):
-    """Train every run not yet in `runs_csv` (resumable: see `sweep.run_sweep`).
-
-    Every model's speed is probed before any training, round-robin over the models (`PROBE_ROUNDS`
-    rounds, each the best of 3 short windows of the loop's own step; the best of all is kept), so
-    the budget -> epochs plan of each mixer is made under the same machine load; a resumed
-    ablation reuses the probes recorded in its CSV.
-    """
-    done = read_results(runs_csv)
-    done_keys = {r["key"] for r in done}
-    probes: dict[tuple, float] = {(r["model"], r["model_overrides"]): float(r["probe_images_per_s"]) for r in done}
-    todo = {}
-    for run in runs:
-        key = (run.model, json.dumps(dict(run.model_overrides), sort_keys=True))
-        if key not in probes and run.key not in done_keys:
-            todo[key] = run
-    for _ in range(PROBE_ROUNDS):  # round-robin, best of all rounds: a passing load hits every model
-        for key, run in todo.items():
-            speed = training_throughput(run.model, data.train_images, data.train_labels,
-                                        device=device or "cpu", overrides=dict(run.model_overrides))
-            probes[key] = max(probes.get(key, 0.0), speed)
-    for key in todo:
-        log(f"probe {key[0]} {key[1]}: {probes[key]:.0f} training images/s")
-    # curves of a run that was killed before its row landed are dropped, then re-recorded
-    if curves_csv.exists() and {r["key"] for r in read_results(curves_csv)} - done_keys:
-        kept = [r for r in read_results(curves_csv) if r["key"] in done_keys]
-        curves_csv.unlink()
-        append_curves(curves_csv, kept)
-
-    def runner(run: MixerRun) -> dict[str, Any]:
-        probe = probes[(run.model, json.dumps(dict(run.model_overrides), sort_keys=True))]
-        curves: list[dict[str, Any]] | None = [] if run.experiment == "norms" else None
-        row = run_one(run, data, probe, device, curves)
-        if curves:
-            append_curves(curves_csv, curves)
-        return row
-
-    return run_sweep(runs, runs_csv, runner=runner, max_minutes=max_minutes, log=log)
+    """Train every run not yet in `runs_csv` (resumable), the norm runs with per-step curves; the
+    speed probes and the budget plan are `vitcourse.experiments.budget`'s."""
+    return run_budgeted(runs, data, runs_csv, curves_csv, curves_for=("norms",), device=device,
+                        max_minutes=max_minutes, log=log)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,42 +136,6 @@ def growth_exponent(tokens: list[float], values: list[float]) -> float:
     xs, ys = [math.log(t) for t in tokens], [math.log(v) for v in values]
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading the results
-
-@dataclass
-class Summary:
-    """Mean and spread (min-max) of a variant's test accuracy over its seeds."""
-    variant: str
-    accuracies: list[float] = field(default_factory=list)
-    epochs: list[int] = field(default_factory=list)
-    params: int = 0
-    macs: int = 0
-
-    @property
-    def mean(self) -> float:
-        return sum(self.accuracies) / len(self.accuracies)
-
-    @property
-    def spread(self) -> float:
-        return max(self.accuracies) - min(self.accuracies)
-
-
-def summarise(rows: list[dict[str, str]], experiment: str = "mixers") -> dict[str, Summary]:
-    """Per variant of `experiment`, in first-seen order; diverged runs (NaN) are left out of the
-    accuracies and counted in the row's `diverged_step` instead."""
-    out: dict[str, Summary] = {}
-    for r in rows:
-        if r["experiment"] != experiment:
-            continue
-        s = out.setdefault(r["variant"], Summary(r["variant"], params=int(r["params"]), macs=int(r["macs"])))
-        acc = float(r["test_accuracy"])
-        if not math.isnan(acc):
-            s.accuracies.append(acc)
-            s.epochs.append(int(r["epochs"]))
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
