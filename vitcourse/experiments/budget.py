@@ -9,6 +9,7 @@ recorded in its CSV, so its epochs do not depend on what else runs on the machin
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import math
@@ -21,6 +22,7 @@ from typing import Any, Callable
 import torch
 import torch.nn as nn
 
+from ..cli_args import device_name, non_negative_int, positive_float, test_subset, train_subset
 from ..data import FashionMNISTData
 from ..flops import count_flops, count_parameters
 from ..models.registry import create_model
@@ -264,3 +266,18 @@ def summarise(rows: list[dict[str, str]], experiment: str = "mixers") -> dict[st
             s.accuracies.append(acc)
             s.epochs.append(int(r["epochs"]))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+def add_budget_arguments(parser: argparse.ArgumentParser, budget_s: float, seeds: tuple[int, ...]) -> None:
+    """The options every budgeted ablation takes: budget, seeds, data subsets, time limit, device."""
+    parser.add_argument("--budget-s", type=positive_float, default=budget_s, help="wall-clock budget per run (s)")
+    parser.add_argument("--seeds", type=non_negative_int, nargs="+", default=list(seeds))
+    parser.add_argument("--train-size", type=train_subset, default=None, help="stratified subset (default: all 60,000)")
+    parser.add_argument("--test-size", type=test_subset, default=None, help="stratified subset (default: all 10,000)")
+    parser.add_argument("--max-minutes", type=positive_float, default=None, help="start no new run after this")
+    parser.add_argument("--device", type=device_name, default=None)
+    parser.add_argument("--threads", type=non_negative_int, default=0,
+                        help="torch CPU threads (0: torch's default); recorded in each row's hardware")

@@ -29,13 +29,12 @@ from typing import Any, Callable
 
 import torch
 
-from ..cli_args import (device_name, non_negative_int, one_of, output_folder, positive_float, test_subset,
-                        train_subset)
+from ..cli_args import non_negative_int, one_of, output_folder
 from ..data import REPO_ROOT, FashionMNISTData, load_data
 from ..flops import count_flops, count_parameters
 from ..models.registry import create_model
 from ..settings import seed_everything
-from .budget import BudgetedRun, run_budgeted
+from .budget import BudgetedRun, add_budget_arguments, run_budgeted
 from .compare import inference_throughput, training_throughput
 from .sweep import git_commit, hardware
 
@@ -143,17 +142,10 @@ def growth_exponent(tokens: list[float], values: list[float]) -> float:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parts", nargs="+", default=list(PARTS), type=one_of(PARTS, "a part"))
-    parser.add_argument("--budget-s", type=positive_float, default=BUDGET_S, help="wall-clock budget per run (s)")
-    parser.add_argument("--seeds", type=non_negative_int, nargs="+", default=list(SEEDS))
+    add_budget_arguments(parser, BUDGET_S, SEEDS)
     parser.add_argument("--norm-seeds", type=non_negative_int, nargs="+", default=list(NORM_SEEDS))
     parser.add_argument("--mixers", nargs="+", default=list(MIXER_MODELS), type=one_of(MIXER_MODELS, "a mixer"))
-    parser.add_argument("--train-size", type=train_subset, default=None, help="stratified subset (default: all 60,000)")
-    parser.add_argument("--test-size", type=test_subset, default=None, help="stratified subset (default: all 10,000)")
-    parser.add_argument("--max-minutes", type=positive_float, default=None, help="start no new run after this")
     parser.add_argument("--out-dir", type=output_folder, default=RESULTS_DIR, help="folder of the three CSVs")
-    parser.add_argument("--device", type=device_name, default=None)
-    parser.add_argument("--threads", type=non_negative_int, default=0,
-                        help="torch CPU threads (0: torch's default); recorded in each row's hardware")
 
 
 def main(args: argparse.Namespace) -> int:
