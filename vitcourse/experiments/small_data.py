@@ -1,0 +1,98 @@
+"""Chapter 13's experiments: how does a Vision Transformer win on small data? One recipe step at a
+time, each trained with `fit` for the same wall-clock budget on the full 60k / 10k split (epochs =
+budget x probed speed, see `vitcourse.experiments.budget`), resumable, into
+``data/results/small_data.csv``:
+
+1. **recipe** (10 minutes each, 3 seeds): the plain ViT (`vit_fmnist`) -> + a convolutional stem
+   (Xiao et al. 2021) -> shifted patches + locality self-attention (Lee et al. 2021) -> CCT, a
+   convolutional tokenizer with sequence pooling (Hassani et al. 2021) -> + augmentation -> +
+   DeiT hard distillation from the course's ResNet (Touvron et al. 2021); and the ResNet itself
+   with the same loop and budget.
+2. **long** (1 seed): the best recipe at 30 and 60 minutes.
+
+    python -m vitcourse smalldata                        # both parts (~4 h on 2 cores)
+    python -m vitcourse smalldata --parts recipe --seeds 0 --max-minutes 60
+
+Training speed depends on what else runs on the machine: the epochs of each row are planned from
+speed probes taken back to back before any training, and a resumed run reuses the probes in its
+CSV (``make smalldata`` uses ``nice`` only to stay polite to interactive work).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..cli_args import one_of, output_folder
+from ..data import REPO_ROOT, load_data
+from .budget import BudgetedRun, Summary, add_budget_arguments, run_budgeted, summarise
+
+RESULTS_DIR = REPO_ROOT / "data" / "results"
+RESULTS_CSV = RESULTS_DIR / "small_data.csv"
+TEACHER = "resnet_fmnist"   # the shipped ResNet of chapter 12 (make resnet-checkpoint)
+
+# Augmentation for the small-data rows: mild, because ten minutes are a handful of epochs (a strong
+# mixup/CutMix recipe needs hundreds to pay off, DeiT trains 300).
+AUGMENT: dict[str, Any] = {"trivial_augment": True, "random_erasing": 0.25, "ema_decay": 0.0}
+
+# variant -> (model, model overrides, TrainConfig overrides, teacher): one step of the recipe each.
+RECIPE: dict[str, tuple[str, dict[str, Any], dict[str, Any], str]] = {
+    "vit": ("vit_fmnist", {}, {}, ""),
+    "conv_stem": ("vit_convstem_fmnist", {}, {}, ""),
+    "spt_lsa": ("vit_spt_lsa_fmnist", {}, {}, ""),
+    "cct": ("cct_fmnist", {}, {}, ""),
+    "cct_augment": ("cct_fmnist", {}, AUGMENT, ""),
+    "deit_distilled": ("deit_convstem_fmnist", {}, {**AUGMENT, "distill": "hard"}, TEACHER),
+    "resnet": ("resnet_fmnist", {}, {}, ""),
+}
+BUDGET_S = 600.0
+SEEDS: tuple[int, ...] = (0, 1, 2)
+LONG_BUDGETS_S: tuple[float, ...] = (1800.0, 3600.0)
+LONG_VARIANT = "cct_augment"   # the best 10-minute recipe; re-read the table after a rerun
+PARTS: tuple[str, ...] = ("recipe", "long")
+
+
+def _run(experiment: str, variant: str, seed: int, budget_s: float) -> BudgetedRun:
+    model, model_overrides, train_overrides, teacher = RECIPE[variant]
+    return BudgetedRun(experiment, variant, model, seed, budget_s, tuple(sorted(model_overrides.items())),
+                       tuple(sorted(train_overrides.items())), teacher)
+
+
+def planned_runs(parts: tuple[str, ...] = PARTS, seeds: tuple[int, ...] = SEEDS, budget_s: float = BUDGET_S,
+                 variants: tuple[str, ...] = tuple(RECIPE), long_budgets_s: tuple[float, ...] = LONG_BUDGETS_S,
+                 long_variant: str = LONG_VARIANT) -> list[BudgetedRun]:
+    """The runs, seed-major so a stopped ablation leaves whole seeds behind; the long runs last."""
+    runs: list[BudgetedRun] = []
+    if "recipe" in parts:
+        runs += [_run("recipe", v, s, budget_s) for s in seeds for v in variants]
+    if "long" in parts:
+        runs += [_run("long", long_variant, 0, b) for b in long_budgets_s]
+    return runs
+
+
+def recipe_summary(rows: list[dict[str, str]]) -> dict[str, Summary]:
+    """Mean and spread per recipe step, in the recipe's order."""
+    return summarise(rows, "recipe")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), type=one_of(PARTS, "a part"))
+    add_budget_arguments(parser, BUDGET_S, SEEDS)
+    parser.add_argument("--variants", nargs="+", default=list(RECIPE), type=one_of(RECIPE, "a recipe step"))
+    parser.add_argument("--out", type=output_folder, default=RESULTS_DIR, help="folder of small_data.csv")
+
+
+def main(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = load_data(fast=False, train_size=args.train_size, test_size=args.test_size)
+    runs = planned_runs(tuple(args.parts), tuple(args.seeds), args.budget_s, tuple(args.variants))
+    report = run_budgeted(runs, data, Path(args.out) / RESULTS_CSV.name, device=args.device,
+                          max_minutes=args.max_minutes)
+    print(f"{len(report.done)} runs done, {len(report.skipped)} already in the CSV, {len(report.remaining)} left")
+    print(f"total {time.perf_counter() - start:.0f} s")
+    return 0
