@@ -193,11 +193,57 @@ def test_chapter_12_generator_imports_and_its_code_cells_compile():
         python = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("!", "%")))
         compile(python, "<ch12 cell>", "exec")
     text = "\n".join(c.source for c in ch12.CELLS)
+    assert "TODO" not in text
     for part in "ABCDE":
-        assert f"DISCUSSION-12-{part}" in text
+        assert ch12.DISCUSSIONS[part] in text
     for ex in ("12.1", "12.2"):
         i = next(i for i, s in enumerate(sources) if s.startswith(f"# check: {ex}"))
         assert "### BEGIN SOLUTION" in sources[i - 1] and "### END SOLUTION" in sources[i - 1]
     assert 'load_pretrained("vit_fmnist")' in text and 'load_pretrained("resnet_fmnist")' in text
     assert re.search(r"explorer = CorruptionExplorer\(vit, cnn, .*\)", text)
     assert "explorer.display()" in text and "explorer.figure()" in text
+
+
+# ---------------------------------------------------------------- the committed results
+def test_the_committed_results_are_complete():
+    rows = vc.read_robustness(vc.ROBUSTNESS_CSV)
+    got = {(r["model"], r["corruption"], float(r["strength"])) for r in rows}
+    for model in vc.MODELS:
+        for name, c in {**CORRUPTIONS, **ATTACKS}.items():
+            assert {(model, name, float(s)) for s in c.strengths} <= got, f"run `make robustness` ({model}, {name})"
+    assert all(r["images"] == 10_000 for r in rows if r["corruption"] in CORRUPTIONS or r["corruption"] == "clean")
+    assert all(r["images"] == vc.ATTACK_IMAGES for r in rows if r["corruption"] in ATTACKS)
+    cka = vc.read_cka(vc.CKA_CSV)
+    assert set(cka) == set(vc.cka_pairs(vc.MODELS))
+
+
+def test_the_chapters_claims_hold_in_the_committed_results():
+    """Chapter 12's discussions (numbers filled in from the CSVs by tools/chapters/ch12.py) state
+    these; if a re-run changes them, the text has to change too."""
+    rows = vc.read_robustness(vc.ROBUSTNESS_CSV)
+    acc = {(r["model"], r["corruption"], float(r["strength"])): r["accuracy"] for r in rows}
+    V, R = "vit_fmnist", "resnet_fmnist"
+
+    def gap(name, s):  # ViT minus ResNet
+        return acc[(V, name, float(s))] - acc[(R, name, float(s))]
+
+    # (a) "a little more uniform, not much"; "the first ViT block is closest to a middle ResNet layer"
+    cka = vc.read_cka(vc.CKA_CSV)
+    off = {k: float(m[~torch.eye(*m.shape, dtype=torch.bool)].mean()) for k, m in cka.items() if k[0] == k[1]}
+    assert 0 < off[(V, V)] - off[(R, R)] < 0.1
+    cross = cka[(V, R)]
+    assert 0 < int(cross[0].argmax()) < cross.shape[1] - 1
+    # (b) the ResNet is better clean, the ViT under half the patches dropped and under shuffling
+    assert gap("clean", 0) < 0
+    assert gap("patch_drop_random_7", 0.5) > 0.05 and gap("patch_drop_random_4", 0.5) > 0.05
+    assert gap("patch_drop_random_7", 0.1) < 0 and gap("patch_drop_centre_7", 0.25) > 0
+    assert gap("patch_shuffle", 4) > 0.2 and acc[(V, "patch_shuffle", 4.0)] < acc[(V, "clean", 0.0)] / 2
+    # (c) low-pass favours the ViT, high-pass the ResNet
+    assert gap("low_pass", 4) > 0.03 and gap("low_pass", 2) > 0.03
+    assert gap("high_pass", 4) < -0.02 and gap("high_pass", 6) < -0.02
+    # (d) equal at 1/255 (within 2 standard errors of 1,000 images), the ViT ahead at 8 and 16
+    assert abs(gap("fgsm", 1)) < 0.023 and abs(gap("pgd", 1)) < 0.023
+    assert gap("pgd", 8) > 0.1 and gap("pgd", 16) > 0.1 and gap("fgsm", 8) > 0
+    # (e) noise: little lost by 20 dB, the ViT far ahead at 10 and 5 dB
+    assert acc[(V, "gaussian_noise", 20.0)] > 0.89 and acc[(R, "gaussian_noise", 20.0)] > 0.89
+    assert gap("gaussian_noise", 10) > 0.15 and gap("gaussian_noise", 5) > 0.15

@@ -3,8 +3,9 @@
 The .ipynb is what students open and what is committed; this script is how it was written, kept so
 that a change to the chapter is a reviewable diff of Python strings. The chapter reads the
 committed results of `make robustness` (data/results/robustness.csv and cka.csv). Each section
-ends in a discussion cell marked DISCUSSION-12-A ... -E, to be written from the measured numbers
-once the results are committed: generate the notebook only then.
+ends in a discussion whose numbers are read from those files when the notebook is generated
+(`discussions()`); tests/test_vit_vs_cnn.py asserts the claims the text makes about them, so a
+re-run that changes them fails until the text is rewritten.
 """
 from __future__ import annotations
 
@@ -23,16 +24,128 @@ early, (b) they shrug off occlusion and shuffled patches, (c) they lean on shape
 where CNNs lean on texture / high frequencies, (d) they are about as fragile to adversarial
 examples, and (e) they degrade more gracefully out of distribution. The same-sized ViT and ResNet,
 trained by the same loop on Fashion-MNIST, are measured on the whole test set, and at the end of
-each section you say how much of the claim survives at 28x28 pixels and 16 tokens.
+each section the text says how much of the claim survives at 28x28 pixels and 16 tokens.
 """
 
 
-def discussion(letter: str, claim: str) -> str:
-    """The cell to be filled with the measured numbers (a marker the author searches for)."""
-    return (f"**Discussion ({claim}).** TODO DISCUSSION-12-{letter}: to be written from the committed "
-            "numbers above (which model keeps more accuracy, by how many points, at which strength; "
-            "how that compares with the paper's claim; what the binomial standard error allows).")
+V, R = "vit_fmnist", "resnet_fmnist"
 
+
+def measured() -> dict:
+    """What the discussions quote, read from the committed CSVs (and, for the attention distance,
+    computed from the shipped ViT on 2,000 test images): accuracy in % by (model, corruption,
+    strength), and the CKA summaries."""
+    import torch
+
+    from vitcourse.analysis import model_attention_distance
+    from vitcourse.data import load_fashion_mnist
+    from vitcourse.experiments.vit_vs_cnn import read_cka, read_robustness
+    from vitcourse.training.checkpoint import load_pretrained
+
+    rows = read_robustness()
+    acc = {(r["model"], r["corruption"], float(r["strength"])): 100 * r["accuracy"] for r in rows}
+    images = {r["corruption"]: r["images"] for r in rows}
+    cka = read_cka()
+
+    def off_diagonal(m: torch.Tensor) -> float:
+        return float(m[~torch.eye(*m.shape, dtype=torch.bool)].mean())
+
+    def neighbours(m: torch.Tensor) -> float:  # CKA of each layer with the next
+        return float(torch.diagonal(m, 1).mean())
+
+    test_images, _ = load_fashion_mnist("test")
+    distance = model_attention_distance(load_pretrained(V), test_images[:2_000])  # (layers, heads)
+    return {"acc": acc, "images": images, "cka": cka, "off": {k: off_diagonal(v) for k, v in cka.items() if k[0] == k[1]},
+            "next": {k: neighbours(v) for k, v in cka.items() if k[0] == k[1]},
+            "cross": float(cka[(V, R)].mean()), "cross_diag": float(torch.diagonal(cka[(V, R)]).mean()),
+            "first_last": {k: float(v[0, -1]) for k, v in cka.items() if k[0] == k[1]},
+            "dist_first": [float(d) for d in distance[0]], "dist_mean": [float(d) for d in distance.mean(1)]}
+
+
+def discussions() -> dict[str, str]:
+    """The five discussion cells, with the numbers filled in from `measured()`; the claims they
+    make are asserted in tests/test_vit_vs_cnn.py."""
+    m = measured()
+    a = m["acc"]
+
+    def pt(model: str, corruption: str, strength: float) -> str:
+        return f"{a[(model, corruption, float(strength))]:.1f}"
+
+    def gap(corruption: str, strength: float) -> str:  # ViT minus ResNet, in points
+        return f"{a[(V, corruption, float(strength))] - a[(R, corruption, float(strength))]:+.1f}"
+
+    clean_v, clean_r = a[(V, "clean", 0.0)], a[(R, "clean", 0.0)]
+    vv, rr = (V, V), (R, R)
+    n_attack = m["images"]["pgd"]
+    se_attack = 100 * (0.85 * 0.15 / n_attack) ** 0.5  # binomial, near the 85% both keep at 1/255
+    noise_gaps = [a[(V, "gaussian_noise", snr)] - a[(R, "gaussian_noise", snr)] for snr in (10.0, 5.0)]
+    return {
+        "A": f"""**Discussion ((a) uniform layers, global early).** Raghu et al. see a ViT's layers as one
+uniform block (high CKA between all pairs) and a ResNet's as stages with sharp boundaries. Here
+the two heatmaps look more alike than that: the mean CKA between *different* layers is
+{m['off'][vv]:.2f} in the ViT and {m['off'][rr]:.2f} in the ResNet, and neighbouring layers score
+{m['next'][vv]:.2f} and {m['next'][rr]:.2f}. The ViT is a little more uniform, not much; in both the
+last layer is far from the first (CKA {m['first_last'][vv]:.2f} and {m['first_last'][rr]:.2f}), and the
+ResNet's first two layers are almost the same representation. Across the models (the third map,
+mean {m['cross']:.2f}) the ViT's first block is closest to a *middle* layer of the ResNet, not to its
+first: the ViT gets in one block to what the ResNet builds over several layers, which is how
+Raghu et al. read their Figure 2. "Global early": the ViT's first-layer heads attend
+at {", ".join(f"{d:.1f}" for d in m['dist_first'])} pixels on average, and the layer means range
+from {min(m['dist_mean']):.1f} to {max(m['dist_mean']):.1f} pixels against the 14.1 of uniform
+attention: every layer already looks across the whole 4x4 grid, which on 16 tokens is nearly the
+only thing it can do. The claim survives in its direction, weakly; with six layers a side and one
+model each, "a little more uniform" is the most these maps say.""",
+        "B": f"""**Discussion ((b) occlusion and shuffling).** Clean, the ResNet is the better model
+({clean_r:.1f}% against {clean_v:.1f}%), yet once patches go missing the ViT keeps more. With half of
+the 7x7 patches dropped at random it keeps {pt(V, 'patch_drop_random_7', 0.5)}% against the ResNet's
+{pt(R, 'patch_drop_random_7', 0.5)}% ({gap('patch_drop_random_7', 0.5)} points, with a standard error of
+about 0.5 on 10,000 images); with 4x4 patches, which cut across its tokens, the lead is about as large
+({pt(V, 'patch_drop_random_4', 0.5)}% against {pt(R, 'patch_drop_random_4', 0.5)}% at 50%), so it is not
+only that a dropped 7x7 patch is an empty token. At 10% the ResNet is still ahead
+({gap('patch_drop_random_7', 0.1)} points for the ViT): the crossover is early. Dropping the centre
+first removes the garment and both fall to chance by 50% ({pt(V, 'patch_drop_centre_7', 0.5)}% and
+{pt(R, 'patch_drop_centre_7', 0.5)}%), though at 25% the ViT is {gap('patch_drop_centre_7', 0.25)} points ahead;
+dropping the border removes mostly background, and both hold up longest there. **Shuffling** is the
+clearest difference: 4x4 shuffled pieces (the ViT's own tokens in a new order) leave the ViT
+{pt(V, 'patch_shuffle', 4)}% and the ResNet {pt(R, 'patch_shuffle', 4)}%. This agrees with Naseer et al. in
+direction. It does not reach their size of effect: their ViTs keep most of their accuracy under
+shuffling, ours loses more than half of it, because a ViT trained from scratch on 60,000 images
+leans on its position embeddings (chapter 06 shows how much structure they learned), and a shuffle
+breaks exactly that.""",
+        "C": f"""**Discussion ((c) low vs high frequencies).** Park & Kim's picture holds here in both
+directions. Keep only the low frequencies and the ViT does better: at radius 4 it keeps
+{pt(V, 'low_pass', 4)}% against {pt(R, 'low_pass', 4)}% ({gap('low_pass', 4)} points), at radius 2
+{pt(V, 'low_pass', 2)}% against {pt(R, 'low_pass', 2)}%, although it starts {clean_r - clean_v:.1f} points lower. Keep only
+the high frequencies and the ResNet does better: with everything up to radius 4 removed it keeps
+{pt(R, 'high_pass', 4)}% against the ViT's {pt(V, 'high_pass', 4)}%, at radius 6 {pt(R, 'high_pass', 6)}% against
+{pt(V, 'high_pass', 6)}%. So the ViT relies relatively more on the coarse shape and the CNN on fine
+detail, as a low-pass filter and a high-pass filter would. On garments this is as near as
+Fashion-MNIST comes to the shape / texture question: there is no texture to swap, so the claim
+tested is the frequency one, not Geirhos et al.'s cue-conflict.""",
+        "D": f"""**Discussion ((d) adversarial robustness).** At small budgets the two are equally fragile, as
+Bai et al. say for matched training: at 1/255 FGSM leaves {pt(V, 'fgsm', 1)}% and {pt(R, 'fgsm', 1)}%, PGD
+{pt(V, 'pgd', 1)}% and {pt(R, 'pgd', 1)}%, differences inside the {se_attack:.1f}-point standard error of
+{n_attack:,} images. With larger budgets the ResNet falls faster: PGD at 8/255 leaves the ViT
+{pt(V, 'pgd', 8)}% and the ResNet {pt(R, 'pgd', 8)}%, and at 16/255 {pt(V, 'pgd', 16)}% against
+{pt(R, 'pgd', 16)}%; FGSM's single step shows the same order, more mildly ({pt(V, 'fgsm', 8)}% against
+{pt(R, 'fgsm', 8)}% at 8/255). Here the small-scale result disagrees with the claim: this ViT is the
+*harder* model to attack at large epsilon. Two caveats keep that from being a finding about
+architectures: one model each (one seed), and ten PGD steps, which is a weak attack; a ViT's
+smoother, lower-frequency function may simply make ten steps less effective, not the model safer.
+A stronger attack (more steps, restarts) is the way to tell, and exercise 3 below asks for it.""",
+        "E": f"""**Discussion ((e) out of distribution).** Gaussian noise is where the models differ most.
+Down to 20 dB neither loses much ({pt(V, 'gaussian_noise', 20)}% and {pt(R, 'gaussian_noise', 20)}%); at
+10 dB the ViT keeps {pt(V, 'gaussian_noise', 10)}% and the ResNet {pt(R, 'gaussian_noise', 10)}%
+({gap('gaussian_noise', 10)} points), at 5 dB {pt(V, 'gaussian_noise', 5)}% against
+{pt(R, 'gaussian_noise', 5)}%, and at 0 dB {pt(V, 'gaussian_noise', 0)}% against {pt(R, 'gaussian_noise', 0)}%.
+This agrees with the claim, strongly, and with section 3: white noise is mostly high-frequency
+energy, which the ViT was seen to ignore and the ResNet to use. The two findings are one finding,
+seen twice. It is also the kind of robustness one does not get for free from accuracy: the model
+that is {clean_r - clean_v:.1f} points worse on clean images is {noise_gaps[0]:.0f}-{noise_gaps[1]:.0f} points better at 10 and 5 dB.""",
+    }
+
+
+DISCUSSIONS = discussions()
 
 CELLS = [
     md(r"""
@@ -203,7 +316,7 @@ ax.legend()
 plt.show()
 print("per layer (mean of heads):", [round(float(d), 1) for d in distances.mean(1)])
 """),
-    md(discussion("A", "(a) uniform layers, global early")),
+    md(DISCUSSIONS["A"]),
     md(r"""
 ## 2. (b) Occlusion and shuffled patches
 
@@ -275,7 +388,7 @@ plot_accuracy_curves(rows, "patch_shuffle", ax=axes[1])
 plt.tight_layout()
 plt.show()
 """),
-    md(discussion("B", "(b) occlusion and shuffling")),
+    md(DISCUSSIONS["B"]),
     md(r"""
 ## 3. (c) Shape or texture? On Fashion-MNIST: low or high frequencies
 
@@ -315,7 +428,7 @@ plot_accuracy_curves(rows, "high_pass", ax=axes[1])
 plt.tight_layout()
 plt.show()
 """),
-    md(discussion("C", "(c) low vs high frequencies")),
+    md(DISCUSSIONS["C"]),
     md(r"""
 ## 4. (d) Adversarial examples: about equally fragile
 
@@ -342,7 +455,7 @@ for name in ATTACKS:
     for model, (strengths, accs) in accuracy_curves(rows, name).items():
         print(f"{name:5s} {model:14s} " + "  ".join(f"{s:g}/255: {100 * a:5.1f}" for s, a in zip(strengths, accs)))
 """),
-    md(discussion("D", "(d) adversarial robustness")),
+    md(DISCUSSIONS["D"]),
     md(r"""
 ## 5. (e) Out of distribution: noise
 
@@ -367,7 +480,7 @@ plot_accuracy_curves(rows, "gaussian_noise", ax=axes[-1])
 plt.tight_layout()
 plt.show()
 """),
-    md(discussion("E", "(e) out of distribution")),
+    md(DISCUSSIONS["E"]),
     md(r"""
 ## 6. Explore: one image, two models, any corruption
 
@@ -449,6 +562,18 @@ What the chapter *can* show is the method: the same corruptions, at the same str
 same images, for two models trained alike, with the uncertainty stated. Run `make robustness` on
 other checkpoints (`--models`, any name in `vitcourse.training.checkpoint.PRETRAINED`) to see
 which of the differences survive.
+
+## Exercises for after the chapter
+
+1. Re-run the CKA part with flattened features, as Raghu et al. do:
+   `python -m vitcourse robustness --parts cka --cka-reduce flatten --out-dir /tmp/cka`. Does the
+   ViT look more uniform than the ResNet then?
+2. Train a second ViT with another seed (`python -m vitcourse train --model vit_fmnist --seed 1
+   --epochs 35 --out /tmp/vit1`) and measure patch shuffle and Gaussian noise on it with
+   `run_corruptions`. Which of this chapter's differences are larger than the seed-to-seed spread?
+3. Make PGD stronger: `vitcourse.analysis.corruptions.pgd(model, images, labels, eps, steps=50)`
+   on 500 test images at eps 8/255 for both models. Does the ViT's lead at large epsilon survive
+   50 steps, or was it the weakness of 10?
 """),
 ]
 
