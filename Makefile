@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 NB_TIMEOUT ?= 900
 
-.PHONY: setup lab test unit notebooks student book bench checkpoint resnet-checkpoint train-checkpoint sweep compare mixers robustness smalldata grade clean
+.PHONY: setup lab test unit notebooks student book bench checkpoint resnet-checkpoint train-checkpoint sweep compare mixers robustness smalldata gpu-check grade clean
 
 setup: $(STAMP)
 
@@ -108,6 +108,11 @@ robustness: $(STAMP)
 SMALLDATA_ARGS ?=
 smalldata: $(STAMP)
 	nice -n 10 $(BIN)/python -m vitcourse smalldata $(SMALLDATA_ARGS)
+
+# On a lent GPU (under 5 min): fit in fp16 + GradScaler and bf16 with torch.compile, resume
+# bit-exactness on CUDA, the D2L comparison and the models' images/s -> data/results/gpu_check.json.
+gpu-check: $(STAMP)
+	$(BIN)/python -m vitcourse gpucheck $(GPU_ARGS)
 
 # The course site in _build/html, every chapter executed: FAST=1 (default) fast mode, FAST=0 full
 # runs (the published site: a GPU or the shipped checkpoints). Offline; see tools/book.py.

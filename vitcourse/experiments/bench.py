@@ -77,20 +77,26 @@ def train_flops_per_image(model: nn.Module, image_size: int) -> float:
     return counter.get_total_flops() / 2
 
 
-def d2l_speed(data, steps: int, batch_size: int) -> float:
+def d2l_speed(data, steps: int, batch_size: int, device: torch.device | str = "cpu") -> float:
     """Images/s of D2L's model as the chapter runs it: fp32, SGD(lr=0.1), dropout 0.1."""
     torch.manual_seed(0)
-    model = build_d2l_vit()
+    device = torch.device(device)
+    model = build_d2l_vit().to(device)
     optimizer = model.configure_optimizers()
-    loader = TensorLoader(data.train_images, data.train_labels, batch_size, image_size=D2L_CONFIG["img_size"])
+    loader = TensorLoader(data.train_images, data.train_labels, batch_size, image_size=D2L_CONFIG["img_size"],
+                          device=device)
     batches = iter(loader)
     x, y = next(batches)
     d2l_train_step(model, optimizer, x, y)  # warm-up, untimed
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     start = time.perf_counter()
     n = 0
     for _, (x, y) in zip(range(steps), batches):
         d2l_train_step(model, optimizer, x, y)
         n += len(y)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # CUDA runs ahead of Python: wait for the last step
     return n / (time.perf_counter() - start)
 
 
