@@ -92,3 +92,20 @@ def test_each_folder_is_a_package_with_a_docstring(folder):
 def test_no_module_is_left_at_the_top_level_that_belongs_in_a_folder():
     top = sorted(p.stem for p in PACKAGE.glob("*.py"))
     assert top == ["__init__", "__main__", "cli", "cli_args", "data", "flops", "info", "settings"], top
+
+
+def test_contributing_maps_every_module_of_the_package():
+    """CONTRIBUTING.md's map has a row naming every module (a new file gets its line)."""
+    text = (PACKAGE.parent / "CONTRIBUTING.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    missing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE)
+        if rel.name == "__init__.py" and len(rel.parts) > 1 or rel.parts[0] in ("checks", "exercises"):
+            continue  # a folder's row covers its __init__; checks/ and exercises/ have a row each
+        folder = f"{rel.parts[0]}/" if len(rel.parts) > 1 else ""
+        # a row names the module by its path ("layers/spt.py") or, after one, by its file name ("lsa.py")
+        if not any(f"`{folder}{rel.name}`" in r or (folder and f"`{folder}" in r and f"`{rel.name}`" in r)
+                   for r in rows):
+            missing.append(str(rel))
+    assert not missing, f"CONTRIBUTING.md's map lacks a row for {missing}"
