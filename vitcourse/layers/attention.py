@@ -7,6 +7,8 @@ module: register a forward hook on it to capture attention maps without changing
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -112,3 +114,29 @@ class MultiHeadSelfAttention(nn.Module):
             out = weights @ v
         out = rearrange(out, "b h n d -> b n (h d)")  # (B, N, D)
         return self.proj_drop(self.proj(out))
+
+
+ATTN_IMPLS: tuple[str, ...] = ("auto", "fused", "explicit")
+
+
+def set_attn_impl(blocks, impl: str) -> None:
+    """Switch every block's attention to `impl`: "fused" (SDPA), "explicit" (hookable weights) or
+    "auto" (the model decides per forward from the input's device: fused on CUDA only). Blocks
+    without attention (a MetaFormer's pooling mixer) are left alone."""
+    if impl not in ATTN_IMPLS:
+        raise ValueError(f"impl must be one of {ATTN_IMPLS}, got {impl!r}")
+    for block in blocks:
+        if getattr(block, "attn", None) is not None:
+            block.attn.fused = impl != "explicit"
+
+
+class AttentionSwitch:
+    """Mixin for a model with `.blocks` and a dataclass `.config` holding `attn_impl`."""
+
+    def set_attn_impl(self, impl: str):
+        """Choose the attention path: "fused" (SDPA), "explicit" (hookable weights) or "auto"
+        (fused on CUDA, explicit elsewhere, decided from the input's device at each forward).
+        Returns the model."""
+        set_attn_impl(self.blocks, impl)
+        self.config = dataclasses.replace(self.config, attn_impl=impl)
+        return self

@@ -13,6 +13,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
+from .validate import check_patch_geometry
+
 Size2 = Union[int, tuple[int, int]]
 
 
@@ -102,11 +104,7 @@ class PatchEmbed(nn.Module):
         super().__init__()
         h, w = _pair("image_size", image_size)
         p = _patch_size(patch_size)
-        if h % p or w % p:
-            raise ValueError(f"image_size=({h}, {w}) must be divisible by patch_size={p}")
-        for name, v in (("in_channels", in_channels), ("dim", dim)):
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        check_patch_geometry((h, w), p, in_channels, dim)
         self.image_size = (h, w)
         self.patch_size = p
         self.in_channels = in_channels

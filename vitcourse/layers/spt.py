@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from .patches import Size2, _pair, _patch_size
+from .validate import check_patch_geometry
 
 
 def shifted_images(x: torch.Tensor, shift: int, fill: float = 0.0) -> torch.Tensor:
@@ -72,11 +73,7 @@ class ShiftedPatchTokenization(nn.Module):
         p = _patch_size(patch_size)
         if p < 2:
             raise ValueError(f"patch_size must be at least 2 for a shift of patch_size // 2 >= 1, got {p}")
-        if h % p or w % p:
-            raise ValueError(f"image_size=({h}, {w}) must be divisible by patch_size={p}")
-        for name, v in (("in_channels", in_channels), ("dim", dim)):
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        check_patch_geometry((h, w), p, in_channels, dim)
         self.image_size = (h, w)
         self.patch_size = p
         self.shift = p // 2

@@ -16,23 +16,25 @@ identity path. The parameters are the same in number and shape (3,760,139 for CC
 """
 from __future__ import annotations
 
-import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
 import torch
 import torch.nn as nn
 
+from ..layers.attention import ATTN_IMPLS, AttentionSwitch
 from ..layers.blocks import EncoderBlock
 from ..layers.conv_stem import CCTTokenizer, cct_conv_defaults, cct_grid_size
 from ..layers.drop_path import drop_path_rates
 from ..layers.dropout import Dropout
+from ..layers.init import init_linear_and_norm_
 from ..layers.patches import _pair
 from ..layers.sequence_pool import SeqPool
+from ..layers.validate import check_choice, check_image_batch, check_int, check_rate, config_or_default, plain_dict
 from .preset import preset_builder
 
 POS_EMBEDS = ("learned", "none")
-ATTN_IMPLS = ("auto", "fused", "explicit")
 
 
 @dataclass
@@ -66,13 +68,13 @@ class CCTConfig:
         h, w = _pair("image_size", self.image_size)
         for name in ("in_channels", "dim", "depth", "heads", "n_conv_layers", "kernel_size",
                      "pooling_kernel_size", "pooling_stride", "hidden_channels"):
-            _check_int(name, getattr(self, name))
-        _check_int("num_classes", self.num_classes, minimum=0)
-        _check_int("pooling_padding", self.pooling_padding, minimum=0)
+            check_int(name, getattr(self, name))
+        check_int("num_classes", self.num_classes, minimum=0)
+        check_int("pooling_padding", self.pooling_padding, minimum=0)
         if self.conv_stride is not None:
-            _check_int("conv_stride", self.conv_stride)
+            check_int("conv_stride", self.conv_stride)
         if self.conv_padding is not None:
-            _check_int("conv_padding", self.conv_padding, minimum=0)
+            check_int("conv_padding", self.conv_padding, minimum=0)
         if self.dim % self.heads:
             raise ValueError(f"dim={self.dim} must be divisible by heads={self.heads} "
                              f"(each head gets dim/heads channels)")
@@ -81,12 +83,9 @@ class CCTConfig:
             raise ValueError(f"mlp_ratio must be a positive float with int(mlp_ratio * dim) >= 1 for "
                              f"dim={self.dim}, got {self.mlp_ratio!r}")
         for name in ("dropout", "attn_dropout", "drop_path_rate"):
-            val = getattr(self, name)
-            if isinstance(val, bool) or not isinstance(val, (int, float)) or not 0.0 <= val < 1.0:
-                raise ValueError(f"{name} must be a float in [0, 1), got {val!r}")
+            check_rate(name, getattr(self, name))
         for name, allowed in (("pos_embed", POS_EMBEDS), ("attn_impl", ATTN_IMPLS)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+            check_choice(name, getattr(self, name), allowed)
         if isinstance(self.norm_eps, bool) or not isinstance(self.norm_eps, (int, float)) or self.norm_eps <= 0:
             raise ValueError(f"norm_eps must be a positive float, got {self.norm_eps!r}")
         _ = self.grid_size  # a ValueError if the image is too small for the tokenizer
@@ -108,8 +107,7 @@ class CCTConfig:
 
     @property
     def num_tokens(self) -> int:
-        gh, gw = self.grid_size
-        return gh * gw
+        return math.prod(self.grid_size)
 
     @property
     def mlp_dim(self) -> int:
@@ -117,19 +115,10 @@ class CCTConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for checkpoints and model cards); `CCTConfig(**d)` rebuilds it."""
-        d = dataclasses.asdict(self)
-        if isinstance(d["image_size"], tuple):
-            d["image_size"] = list(d["image_size"])
-        return d
+        return plain_dict(self)
 
 
-def _check_int(name: str, value: Any, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        expected = "a positive int" if minimum == 1 else f"an int >= {minimum}"
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
-
-
-class CCT(nn.Module):
+class CCT(AttentionSwitch, nn.Module):
     """Compact Convolutional Transformer built from a `CCTConfig`.
 
     Attributes: `tokenizer` (`CCTTokenizer`), `pos_embed`, `blocks`, `norm`, `pool` (`SeqPool`),
@@ -139,10 +128,7 @@ class CCT(nn.Module):
 
     def __init__(self, config: CCTConfig | None = None) -> None:
         super().__init__()
-        if config is None:
-            config = CCTConfig()
-        if not isinstance(config, CCTConfig):
-            raise ValueError(f"config must be a CCTConfig, got {type(config).__name__}")
+        config = config_or_default(config, CCTConfig)
         self.config = c = config
         kernel, stride, padding = c.conv
         self.tokenizer = CCTTokenizer(c.in_channels, c.dim, c.n_conv_layers, kernel, stride, padding,
@@ -167,36 +153,14 @@ class CCT(nn.Module):
         """The paper's init: truncated normal (std 0.02) Linear weights, zero biases, LayerNorms at
         1 and 0, the position embedding truncated normal with std 0.2; the tokenizer's
         convolutions keep their Kaiming normal init."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_linear_and_norm_(self)
         if self.pos_embed is not None:
             nn.init.trunc_normal_(self.pos_embed, std=0.2)
-
-    def set_attn_impl(self, impl: str) -> "CCT":
-        """Choose the attention path: "fused", "explicit" or "auto" (fused on CUDA, explicit
-        elsewhere, decided from the input's device at each forward). Returns self."""
-        if impl not in ATTN_IMPLS:
-            raise ValueError(f"impl must be one of {ATTN_IMPLS}, got {impl!r}")
-        self.config = dataclasses.replace(self.config, attn_impl=impl)
-        for block in self.blocks:
-            block.attn.fused = impl != "explicit"
-        return self
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) images -> (B, N, D) tokens after the final LayerNorm."""
         c = self.config
-        if not isinstance(x, torch.Tensor) or x.ndim != 4 or not x.is_floating_point():
-            shape = f"{tuple(x.shape)} {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"x must be a float tensor of images (B, C, H, W), got {shape}")
-        if tuple(x.shape[1:]) != (c.in_channels, *self.image_size):
-            raise ValueError(f"x has shape {tuple(x.shape)}, but this CCT was built for images "
-                             f"(B, {c.in_channels}, {self.image_size[0]}, {self.image_size[1]})")
+        check_image_batch(x, c.in_channels, self.image_size, "this CCT")
         x = self.tokenizer(x)  # (B, N, D)
         if self.pos_embed is not None:
             x = x + self.pos_embed

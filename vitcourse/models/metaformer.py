@@ -17,7 +17,6 @@ numbers are the same and every block reads like the ViT's.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
@@ -25,15 +24,17 @@ import torch
 import torch.nn as nn
 from einops import rearrange
 
+from ..layers.attention import ATTN_IMPLS, AttentionSwitch
 from ..layers.dropout import Dropout
+from ..layers.init import init_linear_and_norm_
 from ..layers.metaformer import MetaFormerBlock
 from ..layers.mixers import MIXERS
 from ..layers.norms import NORMS, make_norm
 from ..layers.patches import PatchEmbed, _pair
+from ..layers.validate import check_choice, check_image_batch, check_int, check_rate, config_or_default, int_tuple, plain_dict
 from .preset import preset_builder
 
 POS_EMBEDS = ("learned", "none")
-ATTN_IMPLS = ("auto", "fused", "explicit")
 # PoolFormer's downsampling between stages: a 3x3 convolution, stride 2, padding 1 (halves the grid).
 DOWNSAMPLE = (3, 2, 1)
 
@@ -85,12 +86,12 @@ class MetaFormerConfig:
     def __post_init__(self) -> None:
         h, w = _pair("image_size", self.image_size)
         for name in ("in_channels", "patch_size", "heads", "pool_size"):
-            _check_int(name, getattr(self, name))
-        _check_int("num_classes", self.num_classes, minimum=0)
-        _check_int("patch_padding", self.patch_padding, minimum=0)
+            check_int(name, getattr(self, name))
+        check_int("num_classes", self.num_classes, minimum=0)
+        check_int("patch_padding", self.patch_padding, minimum=0)
         if self.patch_stride is not None:
-            _check_int("patch_stride", self.patch_stride)
-        self.depths, self.dims = _int_tuple("depths", self.depths), _int_tuple("dims", self.dims)
+            check_int("patch_stride", self.patch_stride)
+        self.depths, self.dims = int_tuple("depths", self.depths, "stage"), int_tuple("dims", self.dims, "stage")
         if len(self.depths) != len(self.dims):
             raise ValueError(f"depths and dims need one entry per stage, got depths={self.depths} "
                              f"({len(self.depths)} stages) and dims={self.dims} ({len(self.dims)})")
@@ -122,12 +123,9 @@ class MetaFormerConfig:
                 raise ValueError(f"{name} must be a float with int({name} * dim) >= 1 for dims={self.dims}, "
                                  f"got {value!r}")
         for name in ("dropout", "attn_dropout"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-                raise ValueError(f"{name} must be a float in [0, 1), got {value!r}")
+            check_rate(name, getattr(self, name))
         for name, allowed in (("pos_embed", POS_EMBEDS), ("attn_impl", ATTN_IMPLS)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+            check_choice(name, getattr(self, name), allowed)
         if self.pool_size % 2 == 0:
             raise ValueError(f"pool_size must be odd (so the grid keeps its size), got {self.pool_size}")
         mixers = self.mixers
@@ -170,22 +168,7 @@ class MetaFormerConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for checkpoints and model cards); `MetaFormerConfig(**d)` rebuilds it."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-
-def _check_int(name: str, value: Any, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        expected = "a positive int" if minimum == 1 else f"an int >= {minimum}"
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
-
-
-def _int_tuple(name: str, value: Any) -> tuple[int, ...]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value,)
-    if (not isinstance(value, (tuple, list)) or not value
-            or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in value)):
-        raise ValueError(f"{name} must be a non-empty list of positive ints (one per stage), got {value!r}")
-    return tuple(value)
+        return plain_dict(self)
 
 
 class StridedConv(nn.Module):
@@ -226,7 +209,7 @@ class MetaFormerStage(nn.Module):
         return x
 
 
-class MetaFormer(nn.Module):
+class MetaFormer(AttentionSwitch, nn.Module):
     """stem -> [+ position embedding] -> stages of MetaFormer blocks -> norm -> mean pool -> head.
 
     Attributes: `patch_embed` (`.proj` is the stem's convolution), `pos_embed`, `stages` (each with
@@ -236,10 +219,7 @@ class MetaFormer(nn.Module):
 
     def __init__(self, config: MetaFormerConfig | None = None) -> None:
         super().__init__()
-        if config is None:
-            config = MetaFormerConfig()
-        if not isinstance(config, MetaFormerConfig):
-            raise ValueError(f"config must be a MetaFormerConfig, got {type(config).__name__}")
+        config = config_or_default(config, MetaFormerConfig)
         self.config = c = config
         grids = c.grid_sizes
         if c.overlapping_stem:
@@ -271,11 +251,7 @@ class MetaFormer(nn.Module):
     def reset_parameters(self) -> None:
         """As the ViT: truncated normal (std 0.02) Linear weights and position embedding, zero
         biases; convolutions keep PyTorch's init, norms start at weight 1 and bias 0."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        init_linear_and_norm_(self)
         if self.pos_embed is not None:
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
 
@@ -284,24 +260,10 @@ class MetaFormer(nn.Module):
         """Every block, stage after stage."""
         return [block for stage in self.stages for block in stage.blocks]
 
-    def set_attn_impl(self, impl: str) -> "MetaFormer":
-        """Choose the attention path of the attention mixers: "fused", "explicit" or "auto" (fused on
-        CUDA, explicit elsewhere, decided from the input's device at each forward). Returns self."""
-        if impl not in ATTN_IMPLS:
-            raise ValueError(f"impl must be one of {ATTN_IMPLS}, got {impl!r}")
-        self.config = dataclasses.replace(self.config, attn_impl=impl)
-        for block in self.blocks:
-            if block.attn is not None:
-                block.attn.fused = impl != "explicit"
-        return self
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) images -> (B, N, D) tokens of the last stage (after the final norm if
         config.norm_before_pool)."""
-        if not isinstance(x, torch.Tensor) or x.ndim != 4 or not x.is_floating_point():
-            shape = f"{tuple(x.shape)} {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"x must be a float tensor of images (B, C, H, W), got {shape} "
-                             "(convert uint8 images with x.float() / 255 and normalise them)")
+        check_image_batch(x)
         x = self.patch_embed(x)  # (B, N, D)
         if self.pos_embed is not None:
             x = x + self.pos_embed

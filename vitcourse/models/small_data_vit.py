@@ -16,7 +16,7 @@ for parameter, with the same names: `vit_fmnist_p4`'s state dict loads into the 
 """
 from __future__ import annotations
 
-import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Union
 
@@ -24,20 +24,22 @@ import torch
 import torch.nn as nn
 from einops import rearrange
 
+from ..layers.attention import ATTN_IMPLS, AttentionSwitch
 from ..layers.blocks import EncoderBlock
 from ..layers.conv_stem import ConvStem, conv_out
 from ..layers.drop_path import drop_path_rates
 from ..layers.dropout import Dropout
+from ..layers.init import init_linear_and_norm_
 from ..layers.patches import PatchEmbed, _pair
 from ..layers.sequence_pool import SeqPool
 from ..layers.spt import ShiftedPatchTokenization
+from ..layers.validate import check_image_batch, check_int, check_rate, config_or_default, int_tuple, plain_dict
 from .cnn import ResNet, ResNetConfig
 from .preset import preset_builder
 
 STEMS = ("patch", "conv", "resnet")
 POOLS = ("cls", "mean", "seq")
 POS_EMBEDS = ("learned", "none")
-ATTN_IMPLS = ("auto", "fused", "explicit")
 
 
 @dataclass
@@ -74,10 +76,10 @@ class SmallDataViTConfig:
     def __post_init__(self) -> None:
         h, w = _pair("image_size", self.image_size)
         for name in ("in_channels", "patch_size", "resnet_stem_stride", "dim", "depth", "heads", "mlp_dim"):
-            _check_int(name, getattr(self, name))
-        _check_int("num_classes", self.num_classes, minimum=0)
+            check_int(name, getattr(self, name))
+        check_int("num_classes", self.num_classes, minimum=0)
         for name in ("conv_channels", "conv_strides", "resnet_widths", "resnet_depths"):
-            setattr(self, name, _int_tuple(name, getattr(self, name)))
+            setattr(self, name, int_tuple(name, getattr(self, name)))
         for name, allowed in (("stem", STEMS), ("pool", POOLS), ("pos_embed", POS_EMBEDS),
                               ("attn_impl", ATTN_IMPLS)):
             if getattr(self, name) not in allowed:
@@ -86,9 +88,7 @@ class SmallDataViTConfig:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
         for name in ("dropout", "attn_dropout", "drop_path_rate"):
-            val = getattr(self, name)
-            if isinstance(val, bool) or not isinstance(val, (int, float)) or not 0.0 <= val < 1.0:
-                raise ValueError(f"{name} must be a float in [0, 1), got {val!r}")
+            check_rate(name, getattr(self, name))
         if isinstance(self.norm_eps, bool) or not isinstance(self.norm_eps, (int, float)) or self.norm_eps <= 0:
             raise ValueError(f"norm_eps must be a positive float, got {self.norm_eps!r}")
         if self.dim % self.heads:
@@ -135,8 +135,7 @@ class SmallDataViTConfig:
 
     @property
     def num_patches(self) -> int:
-        gh, gw = self.grid_size
-        return gh * gw
+        return math.prod(self.grid_size)
 
     @property
     def num_prefix_tokens(self) -> int:
@@ -145,20 +144,7 @@ class SmallDataViTConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for checkpoints and model cards); `SmallDataViTConfig(**d)` rebuilds it."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-
-def _check_int(name: str, value: Any, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        expected = "a positive int" if minimum == 1 else f"an int >= {minimum}"
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
-
-
-def _int_tuple(name: str, value: Any) -> tuple[int, ...]:
-    if (not isinstance(value, (tuple, list)) or not value
-            or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in value)):
-        raise ValueError(f"{name} must be a non-empty list of positive ints, got {value!r}")
-    return tuple(value)
+        return plain_dict(self)
 
 
 class ResNetTokens(nn.Module):
@@ -206,7 +192,7 @@ def make_stem(c: SmallDataViTConfig) -> nn.Module:
                         c.grid_size)
 
 
-class SmallDataViT(nn.Module):
+class SmallDataViT(AttentionSwitch, nn.Module):
     """A ViT with the small-data switches of `SmallDataViTConfig` (see the module docstring).
 
     Output contract of `forward` (a training loop relies on it):
@@ -225,10 +211,7 @@ class SmallDataViT(nn.Module):
 
     def __init__(self, config: SmallDataViTConfig | None = None) -> None:
         super().__init__()
-        if config is None:
-            config = SmallDataViTConfig()
-        if not isinstance(config, SmallDataViTConfig):
-            raise ValueError(f"config must be a SmallDataViTConfig, got {type(config).__name__}")
+        config = config_or_default(config, SmallDataViTConfig)
         self.config = c = config
         self.image_size = _pair("image_size", c.image_size)
         self.patch_embed = make_stem(c)
@@ -254,14 +237,7 @@ class SmallDataViT(nn.Module):
         """As `ViT`: truncated normal (std 0.02) Linear weights and position embedding, zero biases,
         LayerNorms at 1 and 0, a tiny class token; the distillation token truncated normal (std
         0.02, as DeiT). Convolutions (stems) keep their own init, LSA's temperature its √d."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_linear_and_norm_(self)
         if self.pos_embed is not None:
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
         if self.cls_token is not None:
@@ -269,25 +245,8 @@ class SmallDataViT(nn.Module):
         if self.dist_token is not None:
             nn.init.trunc_normal_(self.dist_token, std=0.02)
 
-    def set_attn_impl(self, impl: str) -> "SmallDataViT":
-        """Choose the attention path: "fused", "explicit" or "auto" (fused on CUDA, explicit
-        elsewhere, decided from the input's device at each forward). Returns self."""
-        if impl not in ATTN_IMPLS:
-            raise ValueError(f"impl must be one of {ATTN_IMPLS}, got {impl!r}")
-        self.config = dataclasses.replace(self.config, attn_impl=impl)
-        for block in self.blocks:
-            block.attn.fused = impl != "explicit"
-        return self
-
     def _check_input(self, x: torch.Tensor) -> None:
-        c = self.config
-        if not isinstance(x, torch.Tensor) or x.ndim != 4 or not x.is_floating_point():
-            shape = f"{tuple(x.shape)} {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"x must be a float tensor of images (B, C, H, W), got {shape} "
-                             "(convert uint8 images with x.float() / 255 and normalise them)")
-        if tuple(x.shape[1:]) != (c.in_channels, *self.image_size):
-            raise ValueError(f"x has shape {tuple(x.shape)}, but this model was built for images "
-                             f"(B, {c.in_channels}, {self.image_size[0]}, {self.image_size[1]})")
+        check_image_batch(x, self.config.in_channels, self.image_size)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) images -> (B, prefix + N, D) tokens after the final LayerNorm; the prefix is

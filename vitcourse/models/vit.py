@@ -17,15 +17,17 @@ from typing import Any, Callable, Union
 import torch
 import torch.nn as nn
 
+from ..layers.attention import ATTN_IMPLS, AttentionSwitch
 from ..layers.blocks import EncoderBlock
 from ..layers.dropout import Dropout
+from ..layers.init import init_linear_and_norm_
 from ..layers.patches import PatchEmbed, _pair
 from ..layers.pos_embed import resample_pos_embed, sincos_2d
+from ..layers.validate import check_choice, config_or_default, plain_dict
 from .preset import preset_builder
 
 POOLS = ("cls", "mean")
 POS_EMBEDS = ("learned", "sincos", "none")
-ATTN_IMPLS = ("auto", "fused", "explicit")
 
 
 @dataclass
@@ -68,8 +70,7 @@ class ViTConfig:
             if not isinstance(val, (int, float)) or not 0.0 <= val < 1.0:
                 raise ValueError(f"{name} must be a float in [0, 1), got {val!r}")
         for name, allowed in (("pool", POOLS), ("pos_embed", POS_EMBEDS), ("attn_impl", ATTN_IMPLS)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+            check_choice(name, getattr(self, name), allowed)
         if self.pos_embed == "sincos" and self.dim % 4:
             raise ValueError(f"pos_embed='sincos' needs dim divisible by 4, got dim={self.dim}")
         if not isinstance(self.norm_eps, (int, float)) or self.norm_eps <= 0:
@@ -89,13 +90,10 @@ class ViTConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for checkpoints and model cards); `ViTConfig(**d)` rebuilds it."""
-        d = dataclasses.asdict(self)
-        if isinstance(d["image_size"], tuple):
-            d["image_size"] = list(d["image_size"])
-        return d
+        return plain_dict(self)
 
 
-class ViT(nn.Module):
+class ViT(AttentionSwitch, nn.Module):
     """Vision Transformer built from a `ViTConfig`.
 
     Attributes follow timm's names (`patch_embed`, `cls_token`, `pos_embed`, `blocks`, `norm`,
@@ -105,10 +103,7 @@ class ViT(nn.Module):
 
     def __init__(self, config: ViTConfig | None = None, **overrides: Any) -> None:
         super().__init__()
-        if config is None:
-            config = ViTConfig()
-        if not isinstance(config, ViTConfig):
-            raise ValueError(f"config must be a ViTConfig, got {type(config).__name__}")
+        config = config_or_default(config, ViTConfig)
         if overrides:
             config = _replace(config, overrides)
         self.config = config
@@ -139,14 +134,7 @@ class ViT(nn.Module):
     def reset_parameters(self) -> None:
         """timm's default init: truncated normal (std 0.02) for Linear weights and the learned
         position embedding, zero biases, a tiny class token; the patch conv keeps PyTorch's init."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_linear_and_norm_(self)
         if isinstance(self.pos_embed, nn.Parameter):
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
         if self.cls_token is not None:
@@ -156,16 +144,6 @@ class ViT(nn.Module):
     @property
     def attn_impl(self) -> str:
         return self.config.attn_impl
-
-    def set_attn_impl(self, impl: str) -> "ViT":
-        """Choose the attention path: "fused" (SDPA), "explicit" (hookable weights) or "auto"
-        (fused on CUDA, explicit elsewhere, decided from the input's device at each forward)."""
-        if impl not in ATTN_IMPLS:
-            raise ValueError(f"impl must be one of {ATTN_IMPLS}, got {impl!r}")
-        self.config = dataclasses.replace(self.config, attn_impl=impl)
-        for block in self.blocks:
-            block.attn.fused = impl != "explicit"
-        return self
 
     def _check_input(self, x: torch.Tensor) -> None:
         c = self.config
