@@ -103,8 +103,8 @@ ROBUSTNESS_ARGS ?=
 robustness: $(STAMP)
 	nice -n 10 $(BIN)/python -m vitcourse robustness $(ROBUSTNESS_ARGS)
 
-# Chapter 13's small-data recipe (7 steps x 3 seeds at 10 min, the best at 30 and 60 min) into
-# data/results/small_data.csv (~5 h on an idle 2-core CPU; resumable: SMALLDATA_ARGS="--max-minutes 60").
+# Chapter 13's small-data recipe (5 steps x 3 seeds at 10 min, the best at 30 and 60 min) into
+# data/results/small_data.csv (~4 h on an idle 2-core CPU; resumable: SMALLDATA_ARGS="--max-minutes 60").
 SMALLDATA_ARGS ?=
 smalldata: $(STAMP)
 	nice -n 10 $(BIN)/python -m vitcourse smalldata $(SMALLDATA_ARGS)

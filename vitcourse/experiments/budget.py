@@ -43,7 +43,6 @@ class BudgetedRun:
     budget_s: float                  # wall-clock budget: epochs are planned from a speed probe
     model_overrides: tuple[tuple[str, Any], ...] = ()
     train_overrides: tuple[tuple[str, Any], ...] = ()   # TrainConfig fields
-    teacher: str = ""                # a shipped checkpoint (DeiT hard distillation), "" for none
 
     @property
     def key(self) -> str:
@@ -52,7 +51,7 @@ class BudgetedRun:
     @property
     def probe_key(self) -> tuple[str, str, str]:
         """What the speed depends on: the model with its overrides and the training options that
-        add work per step (augmentation, EMA, a teacher's forward pass)."""
+        add work per step (all but the few listed in `_speed_options` as free)."""
         return (self.model, json.dumps(dict(self.model_overrides), sort_keys=True),
                 _speed_options(self))
 
@@ -61,8 +60,6 @@ def _speed_options(run: BudgetedRun) -> str:
     # grad_clip and the norm ablation's switches cost nothing measurable; the recipe parts do
     costly = {k: v for k, v in run.train_overrides if k not in ("grad_clip", "lr", "weight_decay",
                                                                "label_smoothing", "warmup_frac")}
-    if run.teacher:
-        costly["teacher"] = run.teacher
     return json.dumps(costly, sort_keys=True) if costly else ""
 
 
@@ -94,13 +91,6 @@ class GradNorms:
             h.remove()
 
 
-def _teacher(name: str) -> nn.Module | None:
-    if not name:
-        return None
-    from ..training.checkpoint import load_pretrained
-    return load_pretrained(name)
-
-
 def probe_speed(run: BudgetedRun, data: FashionMNISTData, device: str | None = None) -> float:
     """Training images per second of `run`'s model with its options, timed with the loop's own step."""
     overrides = dict(run.model_overrides)
@@ -117,8 +107,7 @@ def probe_speed(run: BudgetedRun, data: FashionMNISTData, device: str | None = N
     for _ in range(2):
         seed_everything(run.seed)
         config = TrainConfig(**{**train, "epochs": 1, "seed": run.seed, "compile": False})
-        result = fit(create_model(run.model, **overrides), probe_data, config, device=device, progress=False,
-                     **({"teacher": _teacher(run.teacher)} if run.teacher else {}))
+        result = fit(create_model(run.model, **overrides), probe_data, config, device=device, progress=False)
         best = max(best, result.history[0]["images_per_s"])
     return best
 
@@ -136,7 +125,6 @@ def train_budgeted(run: BudgetedRun, data: FashionMNISTData, probe_images_per_s:
     epochs = plan_epochs(run.budget_s, probe_images_per_s, len(data.train_labels), len(data.test_labels))
     config = TrainConfig(**{"compile": False, **dict(run.train_overrides), "epochs": epochs, "seed": run.seed})
     norms = GradNorms(model) if curves is not None else None
-    teacher = {"teacher": _teacher(run.teacher)} if run.teacher else {}
 
     def on_step(step: int, loss: float) -> None:
         curves.append({"key": run.key, "experiment": run.experiment, "variant": run.variant,
@@ -146,7 +134,7 @@ def train_budgeted(run: BudgetedRun, data: FashionMNISTData, probe_images_per_s:
     diverged_step, history = "", []
     try:
         result = fit(model, data, config, device=device, progress=False,
-                     on_step=on_step if curves is not None else None, **teacher)
+                     on_step=on_step if curves is not None else None)
         history, trained = result.history, result.model
         scores = evaluate(trained, data.test_images, data.test_labels, device=device)
     except TrainingDiverged:
@@ -162,7 +150,6 @@ def train_budgeted(run: BudgetedRun, data: FashionMNISTData, probe_images_per_s:
         "key": run.key, "experiment": run.experiment, "variant": run.variant, "model": run.model,
         "model_overrides": json.dumps(dict(run.model_overrides), sort_keys=True),
         "train_overrides": json.dumps(dict(run.train_overrides), sort_keys=True),
-        **({"teacher": run.teacher} if run.teacher else {}),
         "seed": run.seed, "params": count_parameters(model), "macs": count_flops(model) // 2,
         "budget_s": run.budget_s, "probe_images_per_s": round(probe_images_per_s, 1), "epochs": epochs,
         "train_size": len(data.train_labels), "test_size": len(data.test_labels),
@@ -198,7 +185,7 @@ def append_curves(path: Path, rows: list[dict[str, Any]]) -> None:
 def _recorded_probe_key(row: dict[str, str]) -> tuple[str, str, str]:
     run = BudgetedRun(row["experiment"], row["variant"], row["model"], int(row["seed"]), float(row["budget_s"]),
                       tuple(sorted(json.loads(row["model_overrides"] or "{}").items())),
-                      tuple(sorted(json.loads(row["train_overrides"] or "{}").items())), row.get("teacher", ""))
+                      tuple(sorted(json.loads(row["train_overrides"] or "{}").items())))
     return run.probe_key
 
 
