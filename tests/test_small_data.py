@@ -15,11 +15,15 @@ from vitcourse.training.loop import TrainConfig
 
 def test_every_recipe_step_builds_and_its_options_are_training_options():
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    for variant, (model, model_overrides, train_overrides) in sd.RECIPE.items():
+    for variant, (model, model_overrides, train_overrides, teacher) in sd.RECIPE.items():
         create_model(model, **model_overrides)
         assert set(train_overrides) <= fields, (variant, set(train_overrides) - fields)
         TrainConfig(**train_overrides)  # valid values, checked by TrainConfig itself
+        assert teacher in ("", "resnet_fmnist")  # a shipped checkpoint
     assert list(sd.RECIPE)[0] == "vit" and sd.RECIPE["vit"][0] == "vit_fmnist"  # the plain ViT first
+    # each step adds one thing to the one before it
+    assert sd.RECIPE["augment"][:2] == sd.RECIPE["cct"][:2] and sd.RECIPE["augment"][2]
+    assert sd.RECIPE["distill"][:3] == sd.RECIPE["augment"][:3] and sd.RECIPE["distill"][3] == sd.TEACHER
 
 
 def test_planned_runs_are_unique_seed_major_with_the_long_runs_last():
@@ -57,3 +61,48 @@ def test_the_probe_key_separates_options_that_cost_time():
     clip = dataclasses.replace(plain, train_overrides=(("grad_clip", 0.0),))
     flips = dataclasses.replace(plain, train_overrides=(("crop_padding", 2),))
     assert plain.probe_key == clip.probe_key != flips.probe_key
+    taught = dataclasses.replace(plain, teacher="resnet_fmnist")  # the teacher's forward pass costs time
+    assert taught.probe_key != plain.probe_key
+
+
+def _probe_row(key: tuple, images_per_s: float, machine: str) -> dict:
+    return {"key": "|".join(key), "model": key[0], "model_overrides": key[1], "options": key[2],
+            "images_per_s": images_per_s, "machine": machine}
+
+
+def test_new_probes_are_recorded_at_once_and_reused(tmp_path, monkeypatch):
+    from vitcourse.experiments import budget
+    speeds = iter([300.0, 310.0])  # two probe rounds: the best is kept
+    monkeypatch.setattr(budget, "probe_speed", lambda run, data, device=None: next(speeds))
+    run = BudgetedRun("recipe", "cct", "cct_fmnist", 0, 600.0)
+    csv_path = tmp_path / "small.csv"
+    assert budget.take_probes([run], None, csv_path, log=lambda s: None) == {run.probe_key: 310.0}
+    rows = read_results(budget.probes_path(csv_path))
+    assert [(r["model"], float(r["images_per_s"]), r["machine"]) for r in rows] == [
+        ("cct_fmnist", 310.0, budget.machine())]
+    monkeypatch.setattr(budget, "probe_speed", lambda *a, **k: 1 / 0)  # a resumed ablation probes nothing
+    assert budget.take_probes([run], None, csv_path, log=lambda s: None) == {run.probe_key: 310.0}
+
+
+def test_a_probe_taken_on_another_machine_is_scaled_to_the_ablations_machine(tmp_path, monkeypatch):
+    from vitcourse.experiments import budget
+    from vitcourse.experiments.sweep import append_row
+    csv_path = tmp_path / "small.csv"
+    plain = BudgetedRun("recipe", "cct", "cct_fmnist", 0, 600.0)
+    augmented = dataclasses.replace(plain, variant="augment", train_overrides=(("trivial_augment", True),))
+    append_row(budget.probes_path(csv_path), _probe_row(plain.probe_key, 546.0, "the reference machine"))
+    # here, the plain model trains at 250 images/s and the augmented one at 200: 0.8 of it
+    monkeypatch.setattr(budget, "probe_speed",
+                        lambda run, data, device=None: 200.0 if run.train_overrides else 250.0)
+    lines: list[str] = []
+    probes = budget.take_probes([plain, augmented], None, csv_path, log=lines.append)
+    assert probes[plain.probe_key] == 546.0  # planned as on the reference machine
+    assert probes[augmented.probe_key] == round(546.0 * 0.8, 1)
+    row = read_results(budget.probes_path(csv_path))[-1]
+    assert row["machine"] == "the reference machine" and "200.0 / 250.0" in row["scaled_by"]
+    assert any("planning from probes taken on the reference machine" in line for line in lines)
+    # a model never probed on the ablation's machine cannot be scaled: a clear refusal
+    other = BudgetedRun("recipe", "vit", "vit_fmnist", 0, 600.0)
+    import pytest
+    with pytest.raises(ValueError, match="no probe of vit_fmnist was taken there"):
+        budget.take_probes([other], None, csv_path, log=lambda s: None)

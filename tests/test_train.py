@@ -254,13 +254,14 @@ def test_fp16_step_scales_unscales_and_skips_overflow():
     """`train_step`'s fp16 branch (a T4's): scaled backward, unscaled clipping, skipped step on
     overflow with the scale halved, and a scaler state that survives a checkpoint round trip."""
     from vitcourse.training.loop import train_step
+    from vitcourse.training.losses import TrainingLoss
     torch.manual_seed(0)
     net = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10))
     optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
     scheduler = make_scheduler(optimizer, total_steps=10, warmup_frac=0.0)
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 10, enabled=True)
     x, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
-    criterion = nn.CrossEntropyLoss()
+    criterion = TrainingLoss()
 
     before = weights(net)
     loss, logits = train_step(net, x, y, criterion, optimizer, scheduler, scaler, grad_clip=1.0,

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import augment
 from .settings import is_fast
 
 CLASS_NAMES: tuple[str, ...] = (
@@ -312,12 +313,19 @@ class TensorLoader:
         hflip: random horizontal flips.
         drop_last: drop the last incomplete batch.
         seed: seeds the loader's own generator.
+        trivial_augment: one TrivialAugment op per image (`vitcourse.augment.trivial_augment`).
+        random_erasing: probability of erasing a rectangle per image.
+        mixup_alpha, cutmix_alpha: mix image pairs (`vitcourse.augment.mix_batch`); with either
+            on, the labels come as (B, num_classes) probabilities instead of (B,) classes.
+        num_classes: the width of mixed labels.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256,
                  shuffle: bool = True, device: torch.device | str = "cpu",
                  image_size: int | None = None, crop_padding: int = 0, hflip: bool = False,
-                 drop_last: bool = False, seed: int = 0) -> None:
+                 drop_last: bool = False, seed: int = 0, trivial_augment: bool = False,
+                 random_erasing: float = 0.0, mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0,
+                 num_classes: int = 10) -> None:
         if images.dtype != torch.uint8:
             raise ValueError(f"images must be uint8 (raw pixels), got dtype {images.dtype}")
         if images.dim() not in (3, 4):
@@ -336,6 +344,9 @@ class TensorLoader:
         self.crop_padding = crop_padding
         self.hflip = hflip
         self.drop_last = drop_last
+        self.trivial_augment = trivial_augment
+        self.random_erasing = random_erasing
+        self.mixup_alpha, self.cutmix_alpha, self.num_classes = mixup_alpha, cutmix_alpha, num_classes
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
@@ -359,7 +370,15 @@ class TensorLoader:
                 x = random_crop(x, self.crop_padding, self.generator, fill=BACKGROUND)
             if self.hflip:
                 x = random_hflip(x, self.generator)
-            yield x, self.labels[idx]
+            if self.trivial_augment:
+                x = augment.trivial_augment(x, self.generator, mean=MEAN, std=STD)
+            if self.random_erasing:
+                x = augment.random_erasing(x, self.random_erasing, self.generator)
+            y = self.labels[idx]
+            if self.mixup_alpha or self.cutmix_alpha:  # (B,) -> (B, classes) mixed labels
+                x, y = augment.mix_batch(x, y, self.num_classes, self.generator,
+                                         mixup_alpha=self.mixup_alpha, cutmix_alpha=self.cutmix_alpha)
+            yield x, y
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}

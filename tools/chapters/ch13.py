@@ -45,7 +45,6 @@ one seed per size (`data/results/scaling.csv`; the legend says how many). Here i
 gives each size's numbers and the gap between the two models.
 """),
     code(r"""
-import inspect
 import json
 import math
 
@@ -503,20 +502,25 @@ DeiT (section 6) trains its ViTs on ImageNet-1k alone with RandAugment, mixup (0
 random erasing (0.25), stochastic depth and repeated augmentation for 300 epochs; its ablation
 (Table 8) finds almost every augmentation it tried useful, dropout being the exception.
 
-Below, with torchvision's implementations (`torchvision.transforms.v2`), on real training images.
+Below, on real training images, with the functions the training loop itself calls
+(`vitcourse.augment`): batched on the device, every random draw from the loader's own generator,
+so a run resumed from a checkpoint repeats its augmentations exactly. Their TrivialAugment keeps
+the ops that mean something for a 28x28 grey image, with strengths scaled to it (torchvision's
+`TrivialAugmentWide` translates by up to 32 pixels, more than the whole image here).
 """),
     code(r"""
-from torchvision.transforms import v2
+from vitcourse import augment
+from vitcourse.data import MEAN, STD
 
-seed_everything(13)
+generator = torch.Generator().manual_seed(13)  # the loader's own generator does this in training
 picks = [int((data.train_labels == c).nonzero()[0]) for c in (0, 1, 5, 7, 8, 9)]  # one image of six classes
-originals = data.train_images[picks][:, None]  # (6, 1, 28, 28) uint8
 labels = data.train_labels[picks]
-as_float = originals.float() / 255  # (6, 1, 28, 28) in [0, 1]
-trivial = torch.stack([v2.TrivialAugmentWide()(img) for img in originals]).float() / 255
-erased = torch.stack([v2.RandomErasing(p=1.0, value=0.0)(img) for img in as_float])
-mixed, mix_labels = v2.MixUp(alpha=0.8, num_classes=10)(as_float, labels)
-cut, cut_labels = v2.CutMix(alpha=1.0, num_classes=10)(as_float, labels)
+x = normalize(data.train_images[picks])  # (6, 1, 28, 28), standardised as the loader gives them
+trivial = augment.trivial_augment(x, generator, mean=MEAN, std=STD)
+erased = augment.random_erasing(x, 1.0, generator)  # p = 1: every image, to show it
+mixed, mix_labels = augment.mix_batch(x, labels, 10, generator, mixup_alpha=0.8)
+cut, cut_labels = augment.mix_batch(x, labels, 10, generator, cutmix_alpha=1.0)
+as_float, trivial, erased, mixed, cut = (t * STD + MEAN for t in (x, trivial, erased, mixed, cut))  # back to [0, 1]
 
 
 def two_labels(soft: torch.Tensor) -> str:
@@ -540,12 +544,14 @@ fig.suptitle("Augmentations on real training images (each row: one augmentation;
 plt.show()
 """),
     md(r"""
-In the ablation of section 7, augmentation and distillation are steps of the recipe that ask the
-training loop for them: options of `vitcourse.training.TrainConfig`, and a teacher passed to
-`fit`. They can only be trained where the installed loop has those options, and a ten-minute run
-is a handful of epochs, so any augmentation there has to be mild (a strong mixup/CutMix recipe
-needs hundreds of epochs to pay off). The cell below prints the recipe's steps with the training
-options each asks for, and which augmentation and distillation options the installed loop has.
+In training they are options of `TrainConfig`, all off by default: `trivial_augment`,
+`random_erasing` (a probability), `mixup_alpha` and `cutmix_alpha` (with both on, each batch takes
+one of the two, as DeiT does), and `ema_decay` (evaluate a moving average of the weights). With
+mixup or CutMix on, the loader hands `fit` labels as probabilities, (B, 10) instead of (B,), and
+the cross-entropy takes them as they are. Stochastic depth is a model option (`drop_path_rate`).
+A ten-minute run on a laptop CPU is a handful of epochs, far from over-fitting, so the recipe's
+augmentation step is mild: TrivialAugment and random erasing at DeiT's rate, 0.25. The cell
+prints the recipe's steps with what each asks of the loop.
 """),
     code(r"""
 from vitcourse.experiments.small_data import RECIPE
@@ -557,9 +563,8 @@ for variant, (model_name, _, train_overrides, *teacher) in RECIPE.items():
     status = "" if not missing else "; not TrainConfig fields: " + ", ".join(missing)
     print(f"recipe step {variant:15s} {model_name:22s} trains with {asks}"
           + (f", teacher {teacher[0]}" if teacher and teacher[0] else "") + status)
-options = [f for f in known if any(w in f for w in ("augment", "erasing", "mixup", "cutmix", "distill", "ema"))]
-print("augmentation and distillation options of the installed TrainConfig:", ", ".join(options) or "none")
-print("fit() takes a teacher:", "teacher" in inspect.signature(fit).parameters)
+options = [f for f in known if any(w in f for w in ("augment", "erasing", "mixup", "cutmix", "ema"))]
+print("the recipe's options of TrainConfig:", ", ".join(options), "| fit(..., teacher=...) for distillation")
 """),
     md(r"""
 ## 6. Distillation through attention: DeiT
@@ -651,9 +656,11 @@ step of the recipe with chapter 05's loop for the **same wall-clock budget**, 10
 the budget times its model's measured training speed (speed probes taken back to back before
 any training, so under the same machine load). The steps are those of `small_data.RECIPE`: the
 plain ViT (`vit`), + a convolutional stem (`conv_stem`), SPT + LSA (`spt_lsa`), CCT (`cct`), the
-ResNet itself with the same loop and budget (`resnet`) and, where the training loop has the
-options for them (section 5), CCT with augmentation (`cct_augment`) and DeiT hard distillation
-from the ResNet (`deit_distilled`). A `long` part then trains one recipe for 30 and 60 minutes.
+CCT with augmentation (`augment`, section 5), then DeiT's hard distillation from the ResNet on
+top (`distill`: CCT has no class token to put a distillation token beside, so both halves of
+DeiT's loss go to its one sequence-pooled head, DeiT's own "usual distillation" with hard labels),
+and the ResNet itself with the same loop and budget (`resnet`). A `long` part then trains one
+recipe for 30 and 60 minutes.
 Each run is one row of `data/results/small_data.csv`, with its seed, hardware, commit,
 configuration and per-epoch history.
 

@@ -4,8 +4,13 @@ budget (a cosine schedule needs its length up front, so the clock is planned, no
 per run, resumable (a row already in the CSV is skipped; see `sweep.run_sweep`).
 
 The speed probe of each model is taken before any training, round-robin over the models, so the
-plans of one ablation are made under the same machine load; a resumed ablation reuses the probes
-recorded in its CSV, so its epochs do not depend on what else runs on the machine later.
+plans of one ablation are made under the same machine load. Probes are written to a probes CSV
+beside the results as soon as they are taken (with the machine they were taken on), and a resumed
+ablation plans from them, not from new ones: its epochs then depend neither on what else runs on
+the machine later nor on which machine it resumes on. (Machines of one kind differ a lot: with
+AMX, 2 Xeon cores train `vit_fmnist` in bf16 at ~2,450 images/s; without it, in fp32, at ~950.)
+A run on a machine other than the probes' then takes more (or less) wall time than its budget;
+its row records the machine and the wall time it took.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import csv
 import json
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,7 +34,7 @@ from ..flops import count_flops, count_parameters
 from ..models.registry import create_model
 from ..settings import seed_everything
 from .compare import training_throughput
-from .sweep import SweepReport, _config_dict, git_commit, hardware, read_results, run_sweep
+from .sweep import SweepReport, _config_dict, append_row, git_commit, hardware, read_results, run_sweep
 
 PROBE_ROUNDS = 2  # round-robin rounds of speed probes; the best of all rounds is kept
 
@@ -43,6 +49,7 @@ class BudgetedRun:
     budget_s: float                  # wall-clock budget: epochs are planned from a speed probe
     model_overrides: tuple[tuple[str, Any], ...] = ()
     train_overrides: tuple[tuple[str, Any], ...] = ()   # TrainConfig fields
+    teacher: str = ""                # a shipped checkpoint (load_pretrained) to distil from; "" = none
 
     @property
     def key(self) -> str:
@@ -57,10 +64,26 @@ class BudgetedRun:
 
 
 def _speed_options(run: BudgetedRun) -> str:
-    # grad_clip and the norm ablation's switches cost nothing measurable; the recipe parts do
+    # grad_clip and the norm ablation's switches cost nothing measurable; the recipe parts and a
+    # teacher's forward pass do
     costly = {k: v for k, v in run.train_overrides if k not in ("grad_clip", "lr", "weight_decay",
                                                                "label_smoothing", "warmup_frac")}
+    if run.teacher:
+        costly["teacher"] = run.teacher
     return json.dumps(costly, sort_keys=True) if costly else ""
+
+
+def machine() -> str:
+    """`sweep.hardware()` and the precision `fit` picks there ("auto"): what sets training speed."""
+    from ..training.precision import resolve_precision
+    if torch.cuda.is_available():
+        return hardware()
+    return f"{hardware()}, {resolve_precision('auto', torch.device('cpu'))}"
+
+
+def _teacher(run: BudgetedRun, device: str | None) -> nn.Module | None:
+    from ..training.checkpoint import load_pretrained
+    return load_pretrained(run.teacher, map_location=device or "cpu") if run.teacher else None
 
 
 def plan_epochs(budget_s: float, images_per_s: float, train_size: int, test_size: int) -> int:
@@ -107,7 +130,8 @@ def probe_speed(run: BudgetedRun, data: FashionMNISTData, device: str | None = N
     for _ in range(2):
         seed_everything(run.seed)
         config = TrainConfig(**{**train, "epochs": 1, "seed": run.seed, "compile": False})
-        result = fit(create_model(run.model, **overrides), probe_data, config, device=device, progress=False)
+        result = fit(create_model(run.model, **overrides), probe_data, config, device=device, progress=False,
+                     teacher=_teacher(run, device))
         best = max(best, result.history[0]["images_per_s"])
     return best
 
@@ -134,7 +158,7 @@ def train_budgeted(run: BudgetedRun, data: FashionMNISTData, probe_images_per_s:
     diverged_step, history = "", []
     try:
         result = fit(model, data, config, device=device, progress=False,
-                     on_step=on_step if curves is not None else None)
+                     on_step=on_step if curves is not None else None, teacher=_teacher(run, device))
         history, trained = result.history, result.model
         scores = evaluate(trained, data.test_images, data.test_labels, device=device)
     except TrainingDiverged:
@@ -150,7 +174,7 @@ def train_budgeted(run: BudgetedRun, data: FashionMNISTData, probe_images_per_s:
         "key": run.key, "experiment": run.experiment, "variant": run.variant, "model": run.model,
         "model_overrides": json.dumps(dict(run.model_overrides), sort_keys=True),
         "train_overrides": json.dumps(dict(run.train_overrides), sort_keys=True),
-        "seed": run.seed, "params": count_parameters(model), "macs": count_flops(model) // 2,
+        "teacher": run.teacher, "seed": run.seed, "params": count_parameters(model), "macs": count_flops(model) // 2,
         "budget_s": run.budget_s, "probe_images_per_s": round(probe_images_per_s, 1), "epochs": epochs,
         "train_size": len(data.train_labels), "test_size": len(data.test_labels),
         "test_accuracy": round(float(scores["accuracy"]), 5), "test_loss": round(float(scores["loss"]), 5),
@@ -164,7 +188,7 @@ def train_budgeted(run: BudgetedRun, data: FashionMNISTData, probe_images_per_s:
         "train_config": json.dumps(_config_dict(config), sort_keys=True),
         "history": json.dumps([{k: (round(v, 5) if isinstance(v, float) else v) for k, v in h.items()}
                                for h in history]),
-        "hardware": hardware(), "torch": torch.__version__, "commit": git_commit(),
+        "hardware": machine(), "torch": torch.__version__, "commit": git_commit(),
         "finished_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 
@@ -185,8 +209,74 @@ def append_curves(path: Path, rows: list[dict[str, Any]]) -> None:
 def _recorded_probe_key(row: dict[str, str]) -> tuple[str, str, str]:
     run = BudgetedRun(row["experiment"], row["variant"], row["model"], int(row["seed"]), float(row["budget_s"]),
                       tuple(sorted(json.loads(row["model_overrides"] or "{}").items())),
-                      tuple(sorted(json.loads(row["train_overrides"] or "{}").items())))
+                      tuple(sorted(json.loads(row["train_overrides"] or "{}").items())), row.get("teacher", ""))
     return run.probe_key
+
+
+def probes_path(runs_csv: Path) -> Path:
+    """Where an ablation's probes are kept: ``<name>_probes.csv`` beside its results."""
+    return runs_csv.with_name(runs_csv.stem + "_probes.csv")
+
+
+def read_probes(runs_csv: Path) -> dict[tuple[str, str, str], dict[str, str]]:
+    """The probes of an ablation: those of its probes CSV, else those its result rows recorded."""
+    probes = {_recorded_probe_key(r): {"images_per_s": r["probe_images_per_s"], "machine": r["hardware"]}
+              for r in read_results(runs_csv)}
+    for r in read_results(probes_path(runs_csv)):
+        probes[(r["model"], r["model_overrides"], r["options"])] = r
+    return probes
+
+
+def take_probes(runs: list[BudgetedRun], data: FashionMNISTData, runs_csv: Path, device: str | None = None,
+                log: Callable[[str], None] = print) -> dict[tuple[str, str, str], float]:
+    """Training images/s to plan each of `runs` from: the ablation's recorded probes, and new ones
+    for the rest, recorded as soon as taken.
+
+    An ablation is planned on one machine. Where its probes were taken on another machine than
+    this one, a new probe taken here is scaled to that machine by the same model without the
+    new options (recorded there), timed here side by side: plans stay those of the ablation's
+    machine (``scaled_by`` in the probes CSV says from what)."""
+    recorded = read_probes(runs_csv)
+    probes = {k: float(r["images_per_s"]) for k, r in recorded.items()}
+    here = machine()
+    elsewhere = sorted({recorded[r.probe_key]["machine"] for r in runs if r.probe_key in recorded} - {here})
+    if elsewhere:
+        log(f"planning from probes taken on {'; '.join(elsewhere)}; this machine is {here}: "
+            "its runs keep those plans and take the wall time this machine needs")
+    todo = {run.probe_key: run for run in runs if run.probe_key not in probes}
+    if not todo:
+        return probes
+    machines = Counter(r["machine"] for r in recorded.values())
+    reference = machines.most_common(1)[0][0] if machines else here
+    anchors: dict[tuple, tuple] = {}
+    jobs = dict(todo)
+    if reference != here:
+        for key, run in todo.items():
+            anchor = next((k for k, r in recorded.items() if k[:2] == key[:2] and r["machine"] == reference), None)
+            if anchor is None:
+                raise ValueError(f"the ablation in {runs_csv.name} was planned on {reference}; this machine "
+                                 f"is {here} and no probe of {key[0]} was taken there to scale a new one by: "
+                                 "run it on that machine, or start the ablation afresh in another --out folder")
+            anchors[key] = anchor
+            jobs.setdefault(anchor, BudgetedRun("probe", "anchor", key[0], run.seed, run.budget_s, run.model_overrides))
+    measured: dict[tuple, float] = {}
+    for _ in range(PROBE_ROUNDS):  # round-robin, best of all rounds: a passing load hits every model
+        for key, run in jobs.items():
+            measured[key] = max(measured.get(key, 0.0), probe_speed(run, data, device))
+    for key in todo:
+        row = {"key": "|".join(key), "model": key[0], "model_overrides": key[1], "options": key[2],
+               "images_per_s": round(measured[key], 1), "machine": here, "scaled_by": "",
+               "measured_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        if key in anchors:
+            ratio = measured[key] / measured[anchors[key]]
+            row.update(images_per_s=round(probes[anchors[key]] * ratio, 1), machine=reference,
+                       scaled_by=f"{measured[key]:.1f} / {measured[anchors[key]]:.1f} images/s of it without "
+                                 f"the options, both on {here}")
+        probes[key] = float(row["images_per_s"])
+        log(f"probe {' '.join(k for k in key if k)}: {probes[key]:.0f} training images/s"
+            + (f" (scaled to {reference}: {row['scaled_by']})" if row["scaled_by"] else ""))
+        append_row(probes_path(runs_csv), row)
+    return probes
 
 
 def run_budgeted(runs: list[BudgetedRun], data: FashionMNISTData, runs_csv: Path,
@@ -194,15 +284,8 @@ def run_budgeted(runs: list[BudgetedRun], data: FashionMNISTData, runs_csv: Path
                  max_minutes: float | None = None, log: Callable[[str], None] = print) -> SweepReport:
     """Train every run not yet in `runs_csv`, probing each model's speed first (see the module's
     docstring). Runs of the experiments in `curves_for` record per-step curves into `curves_csv`."""
-    done = read_results(runs_csv)
-    done_keys = {r["key"] for r in done}
-    probes: dict[tuple, float] = {_recorded_probe_key(r): float(r["probe_images_per_s"]) for r in done}
-    todo = {run.probe_key: run for run in runs if run.probe_key not in probes and run.key not in done_keys}
-    for _ in range(PROBE_ROUNDS):  # round-robin, best of all rounds: a passing load hits every model
-        for key, run in todo.items():
-            probes[key] = max(probes.get(key, 0.0), probe_speed(run, data, device))
-    for key in todo:
-        log(f"probe {' '.join(k for k in key if k)}: {probes[key]:.0f} training images/s")
+    done_keys = {r["key"] for r in read_results(runs_csv)}
+    probes = take_probes([run for run in runs if run.key not in done_keys], data, runs_csv, device, log)
     # curves of a run that was killed before its row landed are dropped, then re-recorded
     if curves_csv is not None and curves_csv.exists() and {r["key"] for r in read_results(curves_csv)} - done_keys:
         kept = [r for r in read_results(curves_csv) if r["key"] in done_keys]

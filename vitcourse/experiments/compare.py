@@ -91,6 +91,7 @@ def training_throughput(name: str, images: torch.Tensor, labels: torch.Tensor,
     from ..training.precision import grad_scaler, resolve_precision
     from ..training.schedule import make_scheduler
     from ..training.loop import TrainConfig, make_optimizer, train_step
+    from ..training.losses import TrainingLoss
     device = torch.device(device)
     model = create_model(name, **(overrides or {})).to(device).train()
     config = TrainConfig()
@@ -98,7 +99,7 @@ def training_throughput(name: str, images: torch.Tensor, labels: torch.Tensor,
     scheduler = make_scheduler(optimizer, total_steps=(repeats * steps + 1) * 2)
     precision = resolve_precision(config.precision, device)
     scaler = grad_scaler(precision, device)
-    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    criterion = TrainingLoss(config.label_smoothing)
     x = normalize(images[:batch_size]).to(device)
     y = labels[:batch_size].to(device)
 

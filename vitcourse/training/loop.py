@@ -3,13 +3,15 @@
     from vitcourse.training.loop import TrainConfig, fit
     result = fit(model, load_data(), TrainConfig(epochs=10), checkpoint_dir="runs/vit")
 
-What happens each step: cut a batch from tensors already on the device, run the model under
-autocast, take a label-smoothed cross-entropy, back-propagate (through a gradient scaler on fp16),
+What happens each step: cut a batch from tensors already on the device (augmented there, see
+`TrainConfig`), run the model under autocast, take a label-smoothed cross-entropy (`losses`: on
+mixed labels, or with a teacher's), back-propagate (through a gradient scaler on fp16),
 clip the gradient norm, take an AdamW step and move the learning rate one step along its warm-up +
 cosine schedule. After each epoch: evaluate on the test set, append to the history, write an
 atomic checkpoint. Helpers: `precision` (autocast / scaler / compile), `schedule` (the LR),
 `checkpoint` (atomic files, weights_only loading), `distributed` (torchrun + DDP), `live_plot`,
-`run_state` (resume bookkeeping: what a checkpoint holds and how a run continues from it).
+`run_state` (resume bookkeeping: what a checkpoint holds and how a run continues from it), `ema`
+(the weights' moving average).
 """
 from __future__ import annotations
 
@@ -26,7 +28,9 @@ import torch.nn.functional as F
 
 from . import distributed as dist_utils
 from .checkpoint import unwrap
-from ..data import FashionMNISTData, TensorLoader
+from .ema import make_ema
+from .losses import TrainingLoss, merge_heads
+from ..data import CLASS_NAMES, FashionMNISTData, TensorLoader
 from .live_plot import LivePlot
 from .precision import autocast, grad_scaler, maybe_compile, resolve_compile, resolve_precision
 from .run_state import CHECKPOINT_NAME, Run, rng_state, set_rng_state
@@ -52,6 +56,14 @@ class TrainConfig:
     hflip: bool = True               # random horizontal flips
     image_size: int | None = None    # resize the 28x28 images (96 for D2L's configuration)
     optimizer: str = "adamw"         # "adamw" | "sgd" (plain SGD, as D2L trains)
+    # The small-data recipe (chapter 13), each off by default; all batched on the device and drawn
+    # from the loader's generator, so a resumed run repeats them exactly (vitcourse.augment).
+    trivial_augment: bool = False    # TrivialAugment: one random op of random strength per image
+    random_erasing: float = 0.0      # probability of erasing one random rectangle per image
+    mixup_alpha: float = 0.0         # mixup: blend image pairs and their labels, lam ~ Beta(a, a)
+    cutmix_alpha: float = 0.0        # CutMix: paste a box of the partner image; with mixup on,
+                                     # each batch takes one of the two (DeiT's recipe)
+    ema_decay: float = 0.0           # evaluate and return an EMA of the weights (0.999); 0 = off
 
     def __post_init__(self) -> None:
         def need(ok: bool, name: str, expected: str) -> None:
@@ -73,6 +85,11 @@ class TrainConfig:
         need(self.image_size is None or (isinstance(self.image_size, int) and self.image_size >= 1),
              "image_size", "None or a positive int")
         need(self.optimizer in ("adamw", "sgd"), "optimizer", "'adamw' or 'sgd'")
+        need(isinstance(self.trivial_augment, bool), "trivial_augment", "True or False")
+        need(0 <= self.random_erasing <= 1, "random_erasing", "a probability in [0, 1]")
+        need(self.mixup_alpha >= 0, "mixup_alpha", ">= 0 (0 = off)")
+        need(self.cutmix_alpha >= 0, "cutmix_alpha", ">= 0 (0 = off)")
+        need(0 <= self.ema_decay < 1, "ema_decay", "in [0, 1) (0 = off)")
 
 
 @dataclass
@@ -149,14 +166,15 @@ class StopOnInterrupt:
 
 # ----------------------------------------------------------------------------- the loop
 
-def train_step(net: nn.Module, x: torch.Tensor, y: torch.Tensor, criterion: nn.Module,
+def train_step(net: nn.Module, x: torch.Tensor, y: torch.Tensor, criterion: TrainingLoss,
                optimizer: torch.optim.Optimizer, scheduler, scaler: torch.amp.GradScaler,
                grad_clip: float, precision: str, device: torch.device,
                weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimiser step on batch (x, y); returns the (weighted) loss and the logits, detached."""
+    """One optimiser step on batch (x, y): y is (B,) labels or (B, classes) mixed labels. Returns
+    the (weighted) loss and the logits, detached (a distilled model's two heads averaged)."""
     with autocast(precision, device):
-        logits = net(x)  # (B, classes)
-    loss = criterion(logits.float(), y) * weight
+        outputs = net(x)  # (B, classes), or a distilled model's (class head, distillation head)
+        loss = criterion(outputs, y, x) * weight  # a teacher, if any, sees the same images
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()  # the scaler multiplies fp16 losses so small gradients survive
     if grad_clip:
@@ -165,13 +183,14 @@ def train_step(net: nn.Module, x: torch.Tensor, y: torch.Tensor, criterion: nn.M
     scaler.step(optimizer)  # skipped by the scaler if the fp16 gradient overflowed
     scaler.update()
     scheduler.step()  # the learning rate moves once per step, not per epoch
-    return loss.detach(), logits.detach()
+    return loss.detach(), merge_heads(outputs).detach()
 
 
 def fit(model: nn.Module, data: FashionMNISTData, config: TrainConfig | None = None,
         device: torch.device | str | None = None, checkpoint_dir: str | Path | None = None,
         resume: bool = False, progress: bool = True, live_plot: bool = False,
-        on_step: Callable[[int, float], None] | None = None) -> TrainResult:
+        on_step: Callable[[int, float], None] | None = None,
+        teacher: nn.Module | None = None) -> TrainResult:
     """Train `model` (any classifier of (B, 1, S, S) images -> (B, classes) logits) on `data`.
 
     Args:
@@ -187,10 +206,14 @@ def fit(model: nn.Module, data: FashionMNISTData, config: TrainConfig | None = N
         on_step: called after every optimiser step with (step of the run, counted from 1, and the
             step's loss); for per-step curves (chapter 11's norm ablation). It reads the loss with
             `.item()`, a device sync per step, so leave it None where speed matters.
+        teacher: a trained classifier for DeiT's hard distillation (`vitcourse.training.losses`);
+            a distilled model (two heads) needs one. It is not trained, and a resumed run must be
+            given the same teacher.
 
     Returns:
         TrainResult; `history` holds one dict per epoch with epoch, train_loss, train_acc,
-        test_loss, test_acc, lr, images_per_s, seconds.
+        test_loss, test_acc, lr, images_per_s, seconds. With ``config.ema_decay > 0`` the test
+        columns and `model` are those of the weights' moving average.
 
     Raises:
         TrainingDiverged: the loss became NaN/inf (the last checkpoint is the last good epoch).
@@ -198,8 +221,8 @@ def fit(model: nn.Module, data: FashionMNISTData, config: TrainConfig | None = N
     from tqdm.auto import tqdm
 
     config = config or TrainConfig()
-    _check_fit_arguments(config, data, checkpoint_dir, resume)
-    run, net, criterion = _setup(model, data, config, device, checkpoint_dir)
+    _check_fit_arguments(config, data, checkpoint_dir, resume, teacher)
+    run, net, criterion = _setup(model, data, config, device, checkpoint_dir, teacher)
     if resume:
         run.resume()
     steps_per_epoch, world, device = len(run.train_loader), run.world, run.device
@@ -226,6 +249,8 @@ def fit(model: nn.Module, data: FashionMNISTData, config: TrainConfig | None = N
                     set_rng_state(rng_before, device)  # the last full step in all but a tiny window
                     interrupted = True
                     break
+                if run.ema is not None:
+                    run.ema.update_parameters(run.model)
                 sums.add(loss, logits, y, n_global, world)
                 run.step = i + 1
                 if on_step is not None:
@@ -248,21 +273,24 @@ def fit(model: nn.Module, data: FashionMNISTData, config: TrainConfig | None = N
                             test_acc=f"{last['test_acc']:.3f}", img_s=f"{last['images_per_s']:.0f}")
             bar.close()
             plot.update(run.history)
-    return TrainResult(model=run.model, interrupted=interrupted, **run.summary(len(data.train_labels)))
+    return TrainResult(model=run.eval_model, interrupted=interrupted, **run.summary(len(data.train_labels)))
 
 
 def _check_fit_arguments(config: TrainConfig, data: FashionMNISTData, checkpoint_dir: str | Path | None,
-                         resume: bool) -> None:
+                         resume: bool, teacher: nn.Module | None = None) -> None:
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
     if not isinstance(data, FashionMNISTData):
         raise ValueError(f"data must be a FashionMNISTData (from vitcourse.load_data()), got {type(data).__name__}")
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs checkpoint_dir, the folder holding last.pt")
+    if teacher is not None and not isinstance(teacher, nn.Module):
+        raise ValueError(f"teacher must be a trained nn.Module classifier (e.g. "
+                         f"load_pretrained('resnet_fmnist')), got {type(teacher).__name__}")
 
 
 def _setup(model: nn.Module, data: FashionMNISTData, config: TrainConfig, device: torch.device | str | None,
-           checkpoint_dir: str | Path | None) -> tuple[Run, nn.Module, nn.Module]:
+           checkpoint_dir: str | Path | None, teacher: nn.Module | None = None) -> tuple[Run, nn.Module, TrainingLoss]:
     """The run's objects (device, loaders, optimiser, schedule, scaler), the network to step
     (wrapped for DDP and torch.compile where they apply) and the loss."""
     dist_utils.init_from_env(device or get_device())
@@ -274,7 +302,9 @@ def _setup(model: nn.Module, data: FashionMNISTData, config: TrainConfig, device
     model = unwrap(model).to(device)
     train_loader = TensorLoader(data.train_images, data.train_labels, config.batch_size, shuffle=True,
                                 device=device, image_size=size, crop_padding=config.crop_padding,
-                                hflip=config.hflip, seed=config.seed)
+                                hflip=config.hflip, seed=config.seed, trivial_augment=config.trivial_augment,
+                                random_erasing=config.random_erasing, mixup_alpha=config.mixup_alpha,
+                                cutmix_alpha=config.cutmix_alpha, num_classes=len(CLASS_NAMES))
     test_loader = TensorLoader(data.test_images, data.test_labels, 512, shuffle=False,
                                device=device, image_size=size)
     optimizer = make_optimizer(model, config)
@@ -283,12 +313,13 @@ def _setup(model: nn.Module, data: FashionMNISTData, config: TrainConfig, device
               scaler=grad_scaler(precision, device), train_loader=train_loader, test_loader=test_loader,
               config=config, precision=precision, device=device,
               ckpt_path=Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None,
-              main=dist_utils.is_main(), world=world)
+              main=dist_utils.is_main(), world=world, ema=make_ema(model, config.ema_decay),
+              teacher=unwrap(teacher).to(device) if teacher is not None else None)
     net = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     net = maybe_compile(net, resolve_compile(config.compile, device))
-    return run, net, nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    return run, net, TrainingLoss(config.label_smoothing, run.teacher)
 
 
 def _check_finite(loss_sum: torch.Tensor, epoch: int, step: int, ckpt_path: Path | None) -> None:

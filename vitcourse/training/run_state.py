@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel
 
 from . import distributed as dist_utils
 from .checkpoint import atomic_write, load_checkpoint, model_spec, save_checkpoint
@@ -88,7 +89,8 @@ class EpochSums:
 
     def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, n_global: int, world: int) -> None:
         self.loss += loss.double() * n_global / world  # the step's loss is a global-batch mean
-        self.correct += (logits.argmax(-1) == y).sum()
+        hard = y if y.dim() == 1 else y.argmax(-1)  # mixed labels (B, classes): their larger part
+        self.correct += (logits.argmax(-1) == hard).sum()
         self.seen += len(y)
 
     def postfix(self, since: float, world: int) -> dict[str, str]:
@@ -124,20 +126,29 @@ class Run:
     running: list = field(default_factory=lambda: list(ZERO_SUMS))
     history: list = field(default_factory=list)
     loader_state: dict = field(default_factory=dict)  # the train loader's state at the epoch's start
+    ema: AveragedModel | None = None                  # the weights' moving average, if on
+    teacher: nn.Module | None = None                  # the distillation teacher, if any
 
     def __post_init__(self) -> None:
         self.loader_state = self.loader_state or self.train_loader.state_dict()
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights that are evaluated and returned: the moving average when EMA is on."""
+        return self.ema.module if self.ema is not None else self.model
 
     def resume(self) -> None:
         """Continue from `ckpt_path` if it exists (else start fresh)."""
         if self.ckpt_path is None or not self.ckpt_path.is_file():
             return
         ckpt = load_checkpoint(self.ckpt_path, map_location=self.device)
-        check_resumable(ckpt, self.config, self.world)
+        check_resumable(ckpt, self.config, self.world, teacher_fingerprint(self.teacher))
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(ckpt["ema"])
         self.epoch, self.step, self.history = ckpt["epoch"], ckpt["step"], list(ckpt["history"])
         self.running, self.loader_state = list(ckpt["running"]), ckpt["loader"]
         set_rng_state(ckpt["rng"], self.device)
@@ -161,6 +172,8 @@ class Run:
             "rng": rng_state(self.device), "history": self.history,
             "config": dataclasses.asdict(self.config), "world_size": self.world,
             "precision": self.precision,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "teacher": teacher_fingerprint(self.teacher),
         }, self.ckpt_path)
 
     def save_interrupted(self, epoch: int, step: int, sums: EpochSums) -> None:
@@ -176,7 +189,7 @@ class Run:
         train_loss, train_correct, train_n = dist_utils.all_reduce_sum(
             [sums.loss.item(), sums.correct.item(), sums.seen], self.device).tolist()
         test_loss, test_correct, test_n = dist_utils.all_reduce_sum(
-            eval_sums(self.model, self.test_loader, self.precision, self.device), self.device).tolist()
+            eval_sums(self.eval_model, self.test_loader, self.precision, self.device), self.device).tolist()
         self.history.append({
             "epoch": epoch + 1,
             "train_loss": train_loss / train_n, "train_acc": train_correct / train_n,
@@ -201,12 +214,25 @@ class Run:
                     checkpoint_path=self.ckpt_path)
 
 
-def check_resumable(ckpt: dict[str, Any], config: TrainConfig, world: int) -> None:
-    """Resuming must continue the same run: same hyper-parameters (more epochs allowed) and ranks."""
+def teacher_fingerprint(teacher: nn.Module | None) -> dict[str, Any] | None:
+    """What identifies a distillation teacher in a checkpoint: its class, parameter count and the
+    sum of its weights (a different teacher would give the resumed run different labels)."""
+    if teacher is None:
+        return None
+    params = [p.detach() for p in teacher.parameters()]
+    return {"class": type(teacher).__name__, "params": sum(p.numel() for p in params),
+            "weight_sum": round(float(sum(p.double().sum() for p in params)), 6)}
+
+
+def check_resumable(ckpt: dict[str, Any], config: TrainConfig, world: int,
+                    teacher: dict[str, Any] | None = None) -> None:
+    """Resuming must continue the same run: same hyper-parameters (more epochs allowed), ranks and
+    teacher. A field the checkpoint predates counts as its default (the run did not use it)."""
     saved = dict(ckpt["config"])
     saved["betas"] = tuple(saved["betas"])
     now = dataclasses.asdict(config)
-    differ = [k for k in now if k not in ("epochs", "compile") and saved.get(k) != now[k]]
+    defaults = {f.name: f.default for f in dataclasses.fields(config)}
+    differ = [k for k in now if k not in ("epochs", "compile") and saved.get(k, defaults[k]) != now[k]]
     if differ:
         raise ValueError("config differs from the checkpoint's in " + ", ".join(
             f"{k} (checkpoint {saved.get(k)!r}, now {now[k]!r})" for k in differ)
@@ -214,3 +240,6 @@ def check_resumable(ckpt: dict[str, Any], config: TrainConfig, world: int) -> No
     if ckpt["world_size"] != world:
         raise ValueError(f"the checkpoint was written by {ckpt['world_size']} process(es), "
                          f"this run has {world}: resume with the same number of processes")
+    if ckpt.get("teacher") != teacher:
+        raise ValueError(f"the checkpoint was trained with teacher {ckpt.get('teacher')}, this run "
+                         f"has {teacher}: resume with the same teacher (or none if it had none)")
