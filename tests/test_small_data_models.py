@@ -30,6 +30,8 @@ PARAMS = {
     "cct_fmnist": 874_827,
     "cct_fmnist_s": 479_051,
     "vit_convstem_fmnist": 893_898,
+    # the 0.63M stem + 4-block probe of FACTS.md (630,634) plus the 1x1 projection to D (128 * 128 + 128)
+    "vit_convstem_s_fmnist": 630_634 + 16_512,
     "vit_hybrid_fmnist": 887_658,
     "vit_spt_lsa_fmnist": 813_238,
     "deit_convstem_fmnist": 895_700,

@@ -309,6 +309,11 @@ _FMNIST = dict(image_size=28, in_channels=1, num_classes=10, dim=128, depth=6, h
 vit_convstem_fmnist = _builder("vit_convstem_fmnist", "Conv-stem ViT (Xiao et al.): 3x3 convs 64, 128 at "
                                "stride 2 (28 -> 7x7 tokens), 1x1 to D=128; 6 blocks, mean pooling.",
                                stem="conv", conv_channels=(64, 128), conv_strides=(2, 2), **_FMNIST)
+vit_convstem_s_fmnist = _builder("vit_convstem_s_fmnist", "A cheaper conv-stem ViT for short CPU budgets: "
+                                 "3x3 convs 32 (stride 1), 64, 128 (stride 2) -> 7x7 tokens, 1x1 to D=128; "
+                                 "4 blocks, mean pooling, no stochastic depth (it slows a few-epoch run).",
+                                 stem="conv", conv_channels=(32, 64, 128), conv_strides=(1, 2, 2),
+                                 **{**_FMNIST, "depth": 4, "drop_path_rate": 0.0})
 vit_hybrid_fmnist = _builder("vit_hybrid_fmnist", "Hybrid ViT (ViT §3.1): tokens from the course ResNet's "
                              "stem + stages 32, 64 (7x7 map), 1x1 to D=128; 6 blocks, mean pooling.",
                              stem="resnet", resnet_widths=(32, 64), resnet_depths=(1, 1), resnet_stem_stride=2,
@@ -323,5 +328,6 @@ deit_convstem_fmnist = _builder("deit_convstem_fmnist", "vit_convstem_fmnist wit
                                 **{**_FMNIST, "pool": "cls"})
 
 PRESETS: dict[str, Callable[..., SmallDataViT]] = {
-    b.__name__: b for b in (vit_convstem_fmnist, vit_hybrid_fmnist, vit_spt_lsa_fmnist, deit_convstem_fmnist)
+    b.__name__: b for b in (vit_convstem_fmnist, vit_convstem_s_fmnist, vit_hybrid_fmnist, vit_spt_lsa_fmnist,
+                            deit_convstem_fmnist)
 }
