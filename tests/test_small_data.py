@@ -106,3 +106,15 @@ def test_a_probe_taken_on_another_machine_is_scaled_to_the_ablations_machine(tmp
     import pytest
     with pytest.raises(ValueError, match="no probe of vit_fmnist was taken there"):
         budget.take_probes([other], None, csv_path, log=lambda s: None)
+
+
+def test_the_committed_rows_were_planned_from_the_committed_probes():
+    from vitcourse.experiments.budget import _recorded_probe_key, plan_epochs, probes_path, read_probes
+    rows = read_results(sd.RESULTS_CSV)
+    assert rows, "small_data.csv has rows (make smalldata)"
+    probes = {k: float(r["images_per_s"]) for k, r in read_probes(sd.RESULTS_CSV).items()}
+    assert len(read_results(probes_path(sd.RESULTS_CSV))) >= len({_recorded_probe_key(r) for r in rows})
+    for r in rows:
+        probe = probes[_recorded_probe_key(r)]
+        assert float(r["probe_images_per_s"]) == probe, r["key"]
+        assert int(r["epochs"]) == plan_epochs(float(r["budget_s"]), probe, int(r["train_size"]), int(r["test_size"]))
