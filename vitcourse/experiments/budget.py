@@ -81,6 +81,10 @@ def machine() -> str:
     return f"{hardware()}, {resolve_precision('auto', torch.device('cpu'))}"
 
 
+def _utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _teacher(run: BudgetedRun, device: str | None) -> nn.Module | None:
     from ..training.checkpoint import load_pretrained
     return load_pretrained(run.teacher, map_location=device or "cpu") if run.teacher else None
@@ -127,11 +131,12 @@ def probe_speed(run: BudgetedRun, data: FashionMNISTData, device: str | None = N
                                   data.test_images[:256], data.test_labels[:256], data.classes)
     train = {k: v for k, v in run.train_overrides if k in TrainConfig.__dataclass_fields__}
     best = 0.0
+    teacher = _teacher(run, device)  # read from disk once, not once per round
     for _ in range(2):
         seed_everything(run.seed)
         config = TrainConfig(**{**train, "epochs": 1, "seed": run.seed, "compile": False})
         result = fit(create_model(run.model, **overrides), probe_data, config, device=device, progress=False,
-                     teacher=_teacher(run, device))
+                     teacher=teacher)
         best = max(best, result.history[0]["images_per_s"])
     return best
 
@@ -189,7 +194,7 @@ def train_budgeted(run: BudgetedRun, data: FashionMNISTData, probe_images_per_s:
         "history": json.dumps([{k: (round(v, 5) if isinstance(v, float) else v) for k, v in h.items()}
                                for h in history]),
         "hardware": machine(), "torch": torch.__version__, "commit": git_commit(),
-        "finished_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "finished_at": _utc_now(),
     }
 
 
@@ -266,7 +271,7 @@ def take_probes(runs: list[BudgetedRun], data: FashionMNISTData, runs_csv: Path,
     for key in todo:
         row = {"key": "|".join(key), "model": key[0], "model_overrides": key[1], "options": key[2],
                "images_per_s": round(measured[key], 1), "machine": here, "scaled_by": "",
-               "measured_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+               "measured_at": _utc_now()}
         if key in anchors:
             ratio = measured[key] / measured[anchors[key]]
             row.update(images_per_s=round(probes[anchors[key]] * ratio, 1), machine=reference,

@@ -1,7 +1,8 @@
 """An exponential moving average of the weights (Polyak averaging), as DeiT and timm's `ModelEmaV2`
 train with: after every optimiser step ``ema = decay * ema + (1 - decay) * weights``. The average
 is what `fit` evaluates and returns when ``TrainConfig.ema_decay > 0``: it smooths the last steps'
-noise and usually tests a little better than the raw weights of a short run.
+noise; DeiT and timm report it testing a little better than the raw weights (not yet measured in
+this course's ablation).
 
 We use torch's own `AveragedModel` with its EMA rule (`get_ema_multi_avg_fn`, one foreach lerp per
 step) rather than a hand-written copy; ``use_buffers=True`` averages BatchNorm's running statistics
