@@ -4,7 +4,8 @@ budget x probed speed, see `vitcourse.experiments.budget`), resumable, into
 ``data/results/small_data.csv``:
 
 1. **recipe** (10 minutes each, 3 seeds): the plain ViT (`vit_fmnist`) -> + a convolutional stem
-   (Xiao et al. 2021) -> shifted patches + locality self-attention (Lee et al. 2021) -> CCT, a
+   (Xiao et al. 2021; also a cheaper one, 4 blocks without stochastic depth, that buys more epochs
+   in a short budget) -> shifted patches + locality self-attention (Lee et al. 2021) -> CCT, a
    convolutional tokenizer with sequence pooling (Hassani et al. 2021) -> + augmentation
    (TrivialAugment and random erasing) -> + hard distillation from the course's ResNet (DeiT's
    loss on CCT's one head); and the ResNet itself with the same loop and budget.
@@ -40,6 +41,7 @@ TEACHER = "resnet_fmnist"  # the shipped ResNet (93.0%): DeiT's best teachers ar
 RECIPE: dict[str, tuple[str, dict[str, Any], dict[str, Any], str]] = {
     "vit": ("vit_fmnist", {}, {}, ""),
     "conv_stem": ("vit_convstem_fmnist", {}, {}, ""),
+    "conv_stem_s": ("vit_convstem_s_fmnist", {}, {}, ""),  # the stem, cheaper: 3 convs, 4 blocks, no drop path
     "spt_lsa": ("vit_spt_lsa_fmnist", {}, {}, ""),
     "cct": ("cct_fmnist", {}, {}, ""),
     "augment": ("cct_fmnist", {}, AUGMENT, ""),
