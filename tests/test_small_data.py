@@ -99,13 +99,39 @@ def test_a_probe_taken_on_another_machine_is_scaled_to_the_ablations_machine(tmp
     assert probes[plain.probe_key] == 546.0  # planned as on the reference machine
     assert probes[augmented.probe_key] == round(546.0 * 0.8, 1)
     row = read_results(budget.probes_path(csv_path))[-1]
-    assert row["machine"] == "the reference machine" and "200.0 / 250.0" in row["scaled_by"]
+    assert row["machine"] == "the reference machine"
+    assert "200.0 images/s measured, scaled by 250.0 images/s of it without the options" in row["scaled_by"]
     assert any("planning from probes taken on the reference machine" in line for line in lines)
     # a model never probed on the ablation's machine cannot be scaled: a clear refusal
     other = BudgetedRun("recipe", "vit", "vit_fmnist", 0, 600.0)
     import pytest
     with pytest.raises(ValueError, match="no probe of vit_fmnist was taken there"):
         budget.take_probes([other], None, csv_path, log=lambda s: None)
+
+
+def test_a_later_probe_round_on_the_same_machine_is_scaled_to_the_first(tmp_path, monkeypatch):
+    from vitcourse.experiments import budget
+    from vitcourse.experiments.sweep import append_row
+    csv_path = tmp_path / "small.csv"
+    here = budget.machine()
+    vit = BudgetedRun("recipe", "vit", "vit_fmnist", 0, 600.0)
+    cct = BudgetedRun("recipe", "cct", "cct_fmnist", 0, 600.0)
+    resnet = BudgetedRun("recipe", "resnet", "resnet_fmnist", 0, 600.0)
+    for run, speed in ((vit, 2000.0), (cct, 500.0), (resnet, 1000.0)):
+        append_row(budget.probes_path(csv_path), _probe_row(run.probe_key, speed, here))
+    # today the host is faster: vit x1.25, cct x1.2, resnet x1.1; the new runs measure 600 and 900
+    today = {"vit_fmnist": 2500.0, "cct_fmnist": 600.0, "resnet_fmnist": 1100.0, "vit_convstem_s_fmnist": 900.0}
+    monkeypatch.setattr(budget, "probe_speed", lambda run, data, device=None:
+                        720.0 if run.train_overrides else today[run.model])
+    augmented = dataclasses.replace(cct, variant="augment", train_overrides=(("trivial_augment", True),))
+    new_model = BudgetedRun("recipe", "conv_stem_s", "vit_convstem_s_fmnist", 0, 600.0)
+    probes = budget.take_probes([vit, augmented, new_model], None, csv_path, log=lambda s: None)
+    assert probes[vit.probe_key] == 2000.0  # recorded probes are kept as they are
+    assert probes[augmented.probe_key] == round(500.0 * 720.0 / 600.0, 1)  # by its own model: 600.0
+    assert probes[new_model.probe_key] == round(900.0 / 1.2, 1)  # the median ratio of the round's models
+    rows = {r["model"] + r["options"]: r for r in read_results(budget.probes_path(csv_path))[3:]}
+    assert "the median of 3 plain models' recorded / measured speed, 0.833" in rows["vit_convstem_s_fmnist"]["scaled_by"]
+    assert all(r["machine"] == here for r in rows.values())
 
 
 def test_the_committed_rows_were_planned_from_the_committed_probes():

@@ -18,6 +18,7 @@ import argparse
 import csv
 import json
 import math
+import statistics
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -237,10 +238,13 @@ def take_probes(runs: list[BudgetedRun], data: FashionMNISTData, runs_csv: Path,
     """Training images/s to plan each of `runs` from: the ablation's recorded probes, and new ones
     for the rest, recorded as soon as taken.
 
-    An ablation is planned on one machine. Where its probes were taken on another machine than
-    this one, a new probe taken here is scaled to that machine by the same model without the
-    new options (recorded there), timed here side by side: plans stay those of the ablation's
-    machine (``scaled_by`` in the probes CSV says from what)."""
+    An ablation is planned from one probe round. A probe taken later, even on a machine of the
+    same name, meets another host and another load (the same AMX VM trained `cct_fmnist` at 546
+    images/s one day and 627 the next), so a new probe is scaled to the ablation's round by an
+    anchor timed here side by side: the same model without the new options where the round has
+    it; for a new model on a machine of the same kind, the median ratio over the round's plain
+    models (between kinds, bf16 and fp32 speed up convolutions and attention unequally, so a new
+    model is refused there). ``scaled_by`` in the probes CSV says from what."""
     recorded = read_probes(runs_csv)
     probes = {k: float(r["images_per_s"]) for k, r in recorded.items()}
     here = machine()
@@ -253,17 +257,24 @@ def take_probes(runs: list[BudgetedRun], data: FashionMNISTData, runs_csv: Path,
         return probes
     machines = Counter(r["machine"] for r in recorded.values())
     reference = machines.most_common(1)[0][0] if machines else here
-    anchors: dict[tuple, tuple] = {}
+    round_plain = [k for k, r in recorded.items() if r["machine"] == reference and not k[2]]
+    anchors: dict[tuple, list[tuple]] = {}
     jobs = dict(todo)
-    if reference != here:
-        for key, run in todo.items():
-            anchor = next((k for k, r in recorded.items() if k[:2] == key[:2] and r["machine"] == reference), None)
-            if anchor is None:
-                raise ValueError(f"the ablation in {runs_csv.name} was planned on {reference}; this machine "
-                                 f"is {here} and no probe of {key[0]} was taken there to scale a new one by: "
-                                 "run it on that machine, or start the ablation afresh in another --out folder")
-            anchors[key] = anchor
-            jobs.setdefault(anchor, BudgetedRun("probe", "anchor", key[0], run.seed, run.budget_s, run.model_overrides))
+    for key, run in todo.items():
+        if not recorded:
+            break  # a new ablation: this round is its reference
+        same_model = next((k for k in round_plain if k[:2] == key[:2]), None)
+        if same_model is not None:
+            anchors[key] = [same_model]
+        elif reference == here and round_plain:
+            anchors[key] = round_plain
+        else:
+            raise ValueError(f"the ablation in {runs_csv.name} was planned on {reference}; this machine "
+                             f"is {here} and no probe of {key[0]} was taken there to scale a new one by: "
+                             "run it on that machine, or start the ablation afresh in another --out folder")
+        for anchor in anchors[key]:
+            jobs.setdefault(anchor, BudgetedRun("probe", "anchor", anchor[0], run.seed, run.budget_s,
+                                                tuple(sorted(json.loads(anchor[1] or "{}").items()))))
     measured: dict[tuple, float] = {}
     for _ in range(PROBE_ROUNDS):  # round-robin, best of all rounds: a passing load hits every model
         for key, run in jobs.items():
@@ -273,10 +284,15 @@ def take_probes(runs: list[BudgetedRun], data: FashionMNISTData, runs_csv: Path,
                "images_per_s": round(measured[key], 1), "machine": here, "scaled_by": "",
                "measured_at": _utc_now()}
         if key in anchors:
-            ratio = measured[key] / measured[anchors[key]]
-            row.update(images_per_s=round(probes[anchors[key]] * ratio, 1), machine=reference,
-                       scaled_by=f"{measured[key]:.1f} / {measured[anchors[key]]:.1f} images/s of it without "
-                                 f"the options, both on {here}")
+            ratios = sorted(probes[a] / measured[a] for a in anchors[key])
+            factor = statistics.median(ratios)
+            if anchors[key] == [key[:2] + ("",)]:
+                how = f"{measured[anchors[key][0]]:.1f} images/s of it without the options"
+            else:
+                how = f"the median of {len(ratios)} plain models' recorded / measured speed, {factor:.3f}"
+            row.update(images_per_s=round(measured[key] * factor, 1), machine=reference,
+                       scaled_by=f"{measured[key]:.1f} images/s measured, scaled by {how}, both on {here} "
+                                 f"at {row['measured_at']}")
         probes[key] = float(row["images_per_s"])
         log(f"probe {' '.join(k for k in key if k)}: {probes[key]:.0f} training images/s"
             + (f" (scaled to {reference}: {row['scaled_by']})" if row["scaled_by"] else ""))
