@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import pytest
+
 from vitcourse.data import load_data
 from vitcourse.experiments import small_data as sd
 from vitcourse.experiments.budget import BudgetedRun, run_budgeted
@@ -54,6 +56,39 @@ def test_a_recipe_run_trains_records_its_history_and_resumes(tmp_path):
         assert json.loads(r["model_config"])["depth"] == 1
     again = run_budgeted(runs, data, csv_path, log=lambda s: None)
     assert again.done == [] and again.skipped == [r.key for r in runs]
+
+
+def test_a_long_run_checkpoints_ships_its_model_and_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    from vitcourse.experiments import budget
+    from vitcourse.training import loop
+    from vitcourse.training.checkpoint import load_model
+    from vitcourse.training.loop import evaluate
+
+    monkeypatch.setattr(budget, "probe_speed", lambda run, data, device=None: 500.0)  # 2 epochs of 200 in 1 s
+    data = load_data(train_size=200, test_size=100)
+    run = dataclasses.replace(sd._run("long", "cct", 0, 1.0), model_overrides=(("depth", 1),))
+    files = sd.run_files(run, tmp_path, ship_budget_s=1.0)
+    assert files.checkpoint_dir == tmp_path / "runs" / "cct_1s_seed0" and files.ship_to == tmp_path / "cct_fmnist.pt"
+    assert "--out" in files.command and "--long-budgets-s 1" in files.command
+    assert sd.run_files(sd._run("recipe", "cct", 0, 600.0)).checkpoint_dir is None  # 10-minute rows restart
+    assert sd.run_files(sd._run("long", "cct", 0, 1800.0)).ship_to is None  # only the longest ships
+    assert sd.run_files(sd._run("long", "cct", 0, 3600.0)).ship_to.parent.name == "checkpoints"
+    csv_path = tmp_path / "small_data.csv"
+    files_for = lambda r: sd.run_files(r, tmp_path, 1.0)  # noqa: E731
+    run_budgeted([run], data, csv_path, log=lambda s: None, files_for=files_for)
+    row = read_results(csv_path)[0]
+    card = json.loads((tmp_path / "cct_fmnist.json").read_text())
+    assert card["experiment_key"] == run.key and card["epochs"] == int(row["epochs"]) == len(card["history"]) >= 2
+    shipped = evaluate(load_model(tmp_path / "cct_fmnist.pt"), data.test_images, data.test_labels)
+    assert shipped["accuracy"] == card["test_accuracy"] == pytest.approx(float(row["test_accuracy"]), abs=1e-5)
+    assert (files.checkpoint_dir / loop.CHECKPOINT_NAME).is_file()
+    # a run whose row did not land starts again from its checkpoint: every epoch is in it, so
+    # not one training step runs, and the row is the same
+    csv_path.unlink()
+    monkeypatch.setattr(loop, "train_step", lambda *a, **k: 1 / 0)
+    run_budgeted([run], data, csv_path, log=lambda s: None, files_for=files_for)
+    again = read_results(csv_path)[0]
+    assert (again["test_accuracy"], again["history"]) == (row["test_accuracy"], row["history"])
 
 
 def test_the_probe_key_separates_options_that_cost_time():

@@ -158,3 +158,29 @@ def test_a_checkpoint_older_than_the_recipe_options_still_resumes(data, tmp_path
     with pytest.raises(ValueError, match="mixup_alpha"):  # ... but not into a run with a recipe part on
         fit(student(), data, dataclasses.replace(config, epochs=3, mixup_alpha=0.8), checkpoint_dir=tmp_path,
             resume=True, progress=False)
+
+
+def test_the_train_command_takes_every_recipe_part_and_its_card_says_so(tmp_path):
+    """`vitcourse train` with chapter 13's options (a teacher included) trains, and the exported
+    card records them; the weights it ships score what the card says."""
+    import json
+    import subprocess
+    import sys
+
+    from vitcourse.data import load_data
+    from vitcourse.training.checkpoint import load_model
+    from vitcourse.training.loop import evaluate
+
+    out = tmp_path / "cct.pt"
+    done = subprocess.run([sys.executable, "-m", "vitcourse", "train", "--model", "cct_fmnist", "--fast",
+                           "--epochs", "1", "--trivial-augment", "--random-erasing", "0.25", "--mixup-alpha", "0.2",
+                           "--ema-decay", "0.9", "--teacher", "resnet_fmnist", "--no-progress", "--export", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["teacher"] == "resnet_fmnist" and card["model"] == "cct_fmnist"
+    assert {k: card["config"][k] for k in ("trivial_augment", "random_erasing", "mixup_alpha", "ema_decay")} == {
+        "trivial_augment": True, "random_erasing": 0.25, "mixup_alpha": 0.2, "ema_decay": 0.9}
+    assert "--teacher resnet_fmnist" in card["command"]
+    data = load_data(fast=True)
+    assert evaluate(load_model(out), data.test_images, data.test_labels)["accuracy"] == card["test_accuracy"]

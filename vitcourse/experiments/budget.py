@@ -34,6 +34,7 @@ from ..data import FashionMNISTData
 from ..flops import count_flops, count_parameters
 from ..models.registry import create_model
 from ..settings import seed_everything
+from ..training.card import ship
 from .compare import training_throughput
 from .sweep import SweepReport, _config_dict, append_row, git_commit, hardware, read_results, run_sweep
 
@@ -142,11 +143,21 @@ def probe_speed(run: BudgetedRun, data: FashionMNISTData, device: str | None = N
     return best
 
 
+@dataclass(frozen=True)
+class RunFiles:
+    """Where a long budgeted run keeps its training checkpoint (``last.pt``, after every epoch: a
+    killed run resumes there, bit for bit) and where it ships its trained model with a card."""
+    checkpoint_dir: Path | None = None
+    ship_to: Path | None = None
+    command: str = ""  # the command that reproduces it, for the card
+
+
 def train_budgeted(run: BudgetedRun, data: FashionMNISTData, probe_images_per_s: float,
-                   device: str | None = None, curves: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+                   device: str | None = None, curves: list[dict[str, Any]] | None = None,
+                   files: RunFiles = RunFiles()) -> dict[str, Any]:
     """Train `run` with `fit` for the epochs its budget allows; returns the CSV row (with the
     per-epoch history as JSON). Per-step loss and gradient norm go into `curves` if given (a
-    blow-up ends the run: its step is recorded)."""
+    blow-up ends the run: its step is recorded). `files` makes the run resumable and ships it."""
     from ..training.loop import TrainConfig, TrainingDiverged, evaluate, fit
 
     start = time.perf_counter()
@@ -163,10 +174,18 @@ def train_budgeted(run: BudgetedRun, data: FashionMNISTData, probe_images_per_s:
 
     diverged_step, history = "", []
     try:
-        result = fit(model, data, config, device=device, progress=False,
+        result = fit(model, data, config, device=device, progress=False, checkpoint_dir=files.checkpoint_dir,
+                     resume=files.checkpoint_dir is not None,
                      on_step=on_step if curves is not None else None, teacher=_teacher(run, device))
+        if result.interrupted:
+            raise KeyboardInterrupt  # Ctrl-C: last.pt holds the run; no row for half of it
         history, trained = result.history, result.model
         scores = evaluate(trained, data.test_images, data.test_labels, device=device)
+        if files.ship_to is not None:
+            ship(trained, files.ship_to, name=run.model, command=files.command, config=config, data=data,
+                 history=history, wall_time_s=result.wall_time_s, images_per_s=result.images_per_s,
+                 teacher=run.teacher, extra={"experiment_key": run.key, "budget_s": run.budget_s,
+                                             "probe_images_per_s": probe_images_per_s})
     except TrainingDiverged:
         diverged_step = curves[-1]["step"] if curves else "yes"
         scores = {"accuracy": float("nan"), "loss": float("nan")}
@@ -302,9 +321,11 @@ def take_probes(runs: list[BudgetedRun], data: FashionMNISTData, runs_csv: Path,
 
 def run_budgeted(runs: list[BudgetedRun], data: FashionMNISTData, runs_csv: Path,
                  curves_csv: Path | None = None, curves_for: tuple[str, ...] = (), device: str | None = None,
-                 max_minutes: float | None = None, log: Callable[[str], None] = print) -> SweepReport:
+                 max_minutes: float | None = None, log: Callable[[str], None] = print,
+                 files_for: Callable[[BudgetedRun], RunFiles] = lambda run: RunFiles()) -> SweepReport:
     """Train every run not yet in `runs_csv`, probing each model's speed first (see the module's
-    docstring). Runs of the experiments in `curves_for` record per-step curves into `curves_csv`."""
+    docstring). Runs of the experiments in `curves_for` record per-step curves into `curves_csv`;
+    `files_for` says which runs checkpoint (and resume) and ship their model."""
     done_keys = {r["key"] for r in read_results(runs_csv)}
     probes = take_probes([run for run in runs if run.key not in done_keys], data, runs_csv, device, log)
     # curves of a run that was killed before its row landed are dropped, then re-recorded
@@ -315,7 +336,7 @@ def run_budgeted(runs: list[BudgetedRun], data: FashionMNISTData, runs_csv: Path
 
     def runner(run: BudgetedRun) -> dict[str, Any]:
         curves: list[dict[str, Any]] | None = [] if run.experiment in curves_for else None
-        row = train_budgeted(run, data, probes[run.probe_key], device, curves)
+        row = train_budgeted(run, data, probes[run.probe_key], device, curves, files_for(run))
         if curves and curves_csv is not None:
             append_curves(curves_csv, curves)
         return row

@@ -9,7 +9,9 @@ budget x probed speed, see `vitcourse.experiments.budget`), resumable, into
    convolutional tokenizer with sequence pooling (Hassani et al. 2021) -> + augmentation
    (TrivialAugment and random erasing) -> + hard distillation from the course's ResNet (DeiT's
    loss on CCT's one head); and the ResNet itself with the same loop and budget.
-2. **long** (1 seed): the best recipe at 30 and 60 minutes.
+2. **long** (1 seed): the best recipe at 30 and 60 minutes. Each checkpoints after every epoch
+   (``data/runs/small_data/``: a killed run resumes where it was, bit for bit), and the 60-minute
+   one ships its model with a card (``data/checkpoints/<model>.pt``, `load_pretrained`).
 
     python -m vitcourse smalldata                        # both parts (~4 h on 2 cores)
     python -m vitcourse smalldata --parts recipe --seeds 0 --max-minutes 60
@@ -27,9 +29,10 @@ from typing import Any
 
 import torch
 
-from ..cli_args import one_of, output_folder
+from ..cli_args import one_of, output_folder, positive_float
 from ..data import REPO_ROOT, load_data
-from .budget import BudgetedRun, Summary, add_budget_arguments, run_budgeted, summarise
+from ..training.checkpoint import PRETRAINED_DIR
+from .budget import BudgetedRun, RunFiles, Summary, add_budget_arguments, run_budgeted, summarise
 
 RESULTS_DIR = REPO_ROOT / "data" / "results"
 RESULTS_CSV = RESULTS_DIR / "small_data.csv"
@@ -73,6 +76,24 @@ def planned_runs(parts: tuple[str, ...] = PARTS, seeds: tuple[int, ...] = SEEDS,
     return runs
 
 
+def run_files(run: BudgetedRun, out: Path = RESULTS_DIR, ship_budget_s: float = max(LONG_BUDGETS_S)) -> RunFiles:
+    """A long run checkpoints into ``data/runs/small_data/`` and the longest (60 minutes: the goal
+    is >= 95% within them) ships its model into ``data/checkpoints``; with another `out` folder
+    (a trial run), both go under `out`."""
+    if run.experiment != "long":
+        return RunFiles()
+    default = Path(out).resolve() == RESULTS_DIR.resolve()
+    runs_dir = REPO_ROOT / "data" / "runs" / "small_data" if default else Path(out) / "runs"
+    name = f"{run.variant}_{run.budget_s:.0f}s_seed{run.seed}"
+    ship_to = None
+    if run.budget_s == ship_budget_s:
+        ship_to = (PRETRAINED_DIR if default else Path(out)) / f"{run.model}.pt"
+    command = "python -m vitcourse smalldata --parts long" + ("" if default else f" --out {out}")
+    if ship_budget_s != max(LONG_BUDGETS_S):
+        command += f" --long-budgets-s {ship_budget_s:g}"
+    return RunFiles(runs_dir / name, ship_to, command)
+
+
 def recipe_summary(rows: list[dict[str, str]]) -> dict[str, Summary]:
     """Mean and spread per recipe step, in the recipe's order."""
     return summarise(rows, "recipe")
@@ -81,6 +102,8 @@ def recipe_summary(rows: list[dict[str, str]]) -> dict[str, Summary]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parts", nargs="+", default=list(PARTS), type=one_of(PARTS, "a part"))
     add_budget_arguments(parser, BUDGET_S, SEEDS)
+    parser.add_argument("--long-budgets-s", nargs="+", type=positive_float, default=list(LONG_BUDGETS_S),
+                        help="budgets of the long runs (s); the longest ships its model")
     parser.add_argument("--variants", nargs="+", default=list(RECIPE), type=one_of(RECIPE, "a recipe step"))
     parser.add_argument("--out", type=output_folder, default=RESULTS_DIR, help="folder of small_data.csv")
 
@@ -90,9 +113,10 @@ def main(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     data = load_data(fast=False, train_size=args.train_size, test_size=args.test_size)
-    runs = planned_runs(tuple(args.parts), tuple(args.seeds), args.budget_s, tuple(args.variants))
+    runs = planned_runs(tuple(args.parts), tuple(args.seeds), args.budget_s, tuple(args.variants),
+                        tuple(args.long_budgets_s))
     report = run_budgeted(runs, data, Path(args.out) / RESULTS_CSV.name, device=args.device,
-                          max_minutes=args.max_minutes)
+                          max_minutes=args.max_minutes, files_for=lambda run: run_files(run, Path(args.out), max(args.long_budgets_s)))
     print(f"{len(report.done)} runs done, {len(report.skipped)} already in the CSV, {len(report.remaining)} left")
     print(f"total {time.perf_counter() - start:.0f} s")
     return 0

@@ -5,19 +5,16 @@
     torchrun --nproc_per_node=2 -m vitcourse train ...     # data parallel (gloo on CPU)
     python -m vitcourse train ... --export data/checkpoints/vit_fmnist.pt   # + the JSON card
 
-Every TrainConfig field is an option (``--batch-size``, ``--lr``, ``--precision`` ...).
+Every TrainConfig field is an option (``--batch-size``, ``--lr``, ``--precision`` ...), chapter
+13's recipe parts included (``--trivial-augment --random-erasing 0.25 --teacher resnet_fmnist``).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
-import os
-import platform
 import shlex
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,8 +22,9 @@ import torch
 import torch.nn as nn
 
 from . import distributed as dist_utils
-from .checkpoint import REPO_ROOT, CheckpointError, export_model, load_checkpoint, model_spec
-from ..cli_args import (CommandError, device_name, model_name, number, output_file, output_folder,
+from .card import ship
+from .checkpoint import PRETRAINED, CheckpointError, load_checkpoint, load_pretrained, model_spec
+from ..cli_args import (CommandError, device_name, model_name, number, one_of, output_file, output_folder,
                         positive_int, train_subset)
 from ..data import load_data
 from ..models.registry import create_model
@@ -68,6 +66,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-hflip", action="store_true", help="turn random horizontal flips off")
     parser.add_argument("--image-size", type=field("image_size", int), default=None)
     parser.add_argument("--optimizer", default=d.optimizer, choices=["adamw", "sgd"])
+    parser.add_argument("--trivial-augment", action="store_true", help="TrivialAugment for 28x28 grey images")
+    parser.add_argument("--random-erasing", type=field("random_erasing", float), default=d.random_erasing,
+                        help="probability of erasing a random rectangle of an image")
+    parser.add_argument("--mixup-alpha", type=field("mixup_alpha", float), default=d.mixup_alpha)
+    parser.add_argument("--cutmix-alpha", type=field("cutmix_alpha", float), default=d.cutmix_alpha)
+    parser.add_argument("--ema-decay", type=field("ema_decay", float), default=d.ema_decay,
+                        help="evaluate and export the weights' moving average (e.g. 0.999); 0: off")
+    parser.add_argument("--teacher", type=one_of(PRETRAINED, "a shipped checkpoint name"), default=None,
+                        help="hard distillation (DeiT) from this shipped model")
     parser.add_argument("--dropout", type=number(float, at_least=0, below=1), default=None,
                         help="override the preset's dropout")
     parser.add_argument("--device", type=device_name, default=None,
@@ -91,7 +98,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         grad_clip=args.grad_clip, precision=args.precision,
         compile={"auto": "auto", "on": True, "off": False}[args.compile], seed=args.seed,
         crop_padding=args.crop_padding, hflip=not args.no_hflip, image_size=args.image_size,
-        optimizer=args.optimizer)
+        optimizer=args.optimizer, trivial_augment=args.trivial_augment, random_erasing=args.random_erasing,
+        mixup_alpha=args.mixup_alpha, cutmix_alpha=args.cutmix_alpha, ema_decay=args.ema_decay)
 
 
 def build_model(args: argparse.Namespace) -> nn.Module:
@@ -155,26 +163,6 @@ def check_resume(args: argparse.Namespace, config: TrainConfig, model: nn.Module
                            f"{'; '.join(differ)}: resume with the same options, or {start_again}")
 
 
-def git_commit() -> str:
-    """The commit of the repository (with "-dirty" when tracked files have changed)."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "vitcourse"], cwd=REPO_ROOT).returncode
-        return head + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def hardware(device: torch.device) -> dict[str, Any]:
-    info = {"device": str(device), "platform": platform.platform(), "cpu": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": str(torch.__version__), "python": platform.python_version()}
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
-
-
 def main(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -182,39 +170,27 @@ def main(args: argparse.Namespace) -> int:
     torch.manual_seed(config.seed)  # the initial weights depend on the seed too
     model = build_model(args)
     check_resume(args, config, model)
+    try:
+        teacher = load_pretrained(args.teacher) if args.teacher else None
+    except FileNotFoundError as exc:
+        raise CommandError(f"argument --teacher: {exc}") from None
     data = load_data(fast=args.fast, train_size=args.train_size)
-    start = time.perf_counter()
     result = fit(model, data, config, device=args.device, checkpoint_dir=args.out, resume=args.resume,
-                 progress=not args.no_progress)
+                 progress=not args.no_progress, teacher=teacher)
     if dist_utils.is_main():
-        last = result.history[-1] if result.history else {}
         print(f"{args.model}: {len(result.history)} epochs, test accuracy {100 * result.test_accuracy:.2f}%, "
               f"{result.images_per_s:.0f} img/s, {result.wall_time_s:.0f} s"
               + (" (interrupted)" if result.interrupted else ""))
         if args.export and not result.interrupted:
-            export(result, args, config, data, last, time.perf_counter() - start)
+            export(result, args, config, data)
     dist_utils.cleanup()
     return 130 if result.interrupted else 0
 
 
-def export(result, args, config: TrainConfig, data, last: dict, seconds: float) -> None:
-    """Write the weights and the card: what was run, on what, and the accuracy re-measured in fp32."""
-    path = Path(args.export)
-    device = next(result.model.parameters()).device
-    measured = evaluate(result.model, data.test_images, data.test_labels)  # fp32, no augmentation
-    card = {
-        "model": args.model,
-        "command": "python -m vitcourse " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        if sys.argv and sys.argv[0].endswith("__main__.py") else " ".join(map(shlex.quote, sys.argv)),
-        "seed": config.seed, "commit": git_commit(), "epochs": len(result.history),
-        "test_accuracy": measured["accuracy"], "test_loss": measured["loss"],
-        "test_images": len(data.test_labels), "train_images": len(data.train_labels),
-        "wall_time_s": round(result.wall_time_s, 1), "images_per_s": round(result.images_per_s, 1),
-        "hardware": hardware(device), "config": dataclasses.asdict(config),
-        "history": result.history,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-    export_model(result.model, path, card=card)
-    path.with_suffix(".json").write_text(json.dumps(card, indent=1) + "\n")
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {path.with_suffix('.json')}: "
-          f"test accuracy {100 * measured['accuracy']:.2f}% on {len(data.test_labels)} images")
+def export(result, args: argparse.Namespace, config: TrainConfig, data) -> None:
+    """Ship the trained model with its card (see `vitcourse.training.card`)."""
+    command = ("python -m vitcourse " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+               if sys.argv and sys.argv[0].endswith("__main__.py") else " ".join(map(shlex.quote, sys.argv)))
+    ship(result.model, args.export, name=args.model, command=command, config=config, data=data,
+         history=result.history, wall_time_s=result.wall_time_s, images_per_s=result.images_per_s,
+         teacher=args.teacher or "")
