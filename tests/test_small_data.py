@@ -31,18 +31,21 @@ def test_every_recipe_step_builds_and_its_options_are_training_options():
 def test_planned_runs_are_unique_seed_major_with_the_long_runs_last():
     runs = sd.planned_runs(seeds=(0, 1))
     keys = [r.key for r in runs]
-    assert len(keys) == len(set(keys)) == 2 * len(sd.RECIPE) + len(sd.LONG_BUDGETS_S)
+    assert len(keys) == len(set(keys)) == 2 * len(sd.RECIPE) + len(sd.LONG_BUDGETS_S) + 1
     recipe = [r for r in runs if r.experiment == "recipe"]
     assert [r.seed for r in recipe] == [0] * len(sd.RECIPE) + [1] * len(sd.RECIPE)
     assert {r.budget_s for r in recipe} == {sd.BUDGET_S}
-    assert [r.budget_s for r in runs[-len(sd.LONG_BUDGETS_S):]] == list(sd.LONG_BUDGETS_S)
-    assert all(r.variant == sd.LONG_VARIANT for r in runs if r.experiment == "long")
-    assert sd.LONG_VARIANT in sd.RECIPE
+    long = [r for r in runs if r.experiment == "long"]
+    assert runs[-len(long):] == long  # the long runs last
+    assert [(r.variant, r.budget_s) for r in long] == (
+        [(sd.LONG_VARIANT, b) for b in sd.LONG_BUDGETS_S] + [(sd.LONG_REFERENCE, max(sd.LONG_BUDGETS_S))])
+    assert {sd.LONG_VARIANT, sd.LONG_REFERENCE} <= set(sd.RECIPE)
+    assert sd.RECIPE[sd.LONG_REFERENCE][0] == sd.TEACHER  # the reference is the teacher's model
 
 
 def test_a_recipe_run_trains_records_its_history_and_resumes(tmp_path):
     data = load_data(train_size=200, test_size=100)
-    runs = [dataclasses.replace(sd._run("recipe", v, 0, 0.5), model_overrides=(("depth", 1),))
+    runs = [dataclasses.replace(sd.recipe_run("recipe", v, 0, 0.5), model_overrides=(("depth", 1),))
             for v in ("conv_stem", "cct")]  # one block: the same code path, fast
     csv_path = tmp_path / "small.csv"
     report = run_budgeted(runs, data, csv_path, log=lambda s: None)
@@ -66,13 +69,15 @@ def test_a_long_run_checkpoints_ships_its_model_and_resumes_from_its_checkpoint(
 
     monkeypatch.setattr(budget, "probe_speed", lambda run, data, device=None: 500.0)  # 2 epochs of 200 in 1 s
     data = load_data(train_size=200, test_size=100)
-    run = dataclasses.replace(sd._run("long", "cct", 0, 1.0), model_overrides=(("depth", 1),))
+    run = dataclasses.replace(sd.recipe_run("long", "cct", 0, 1.0), model_overrides=(("depth", 1),))
     files = sd.run_files(run, tmp_path, ship_budget_s=1.0)
     assert files.checkpoint_dir == tmp_path / "runs" / "cct_1s_seed0" and files.ship_to == tmp_path / "cct_fmnist.pt"
     assert "--out" in files.command and "--long-budgets-s 1" in files.command
-    assert sd.run_files(sd._run("recipe", "cct", 0, 600.0)).checkpoint_dir is None  # 10-minute rows restart
-    assert sd.run_files(sd._run("long", "cct", 0, 1800.0)).ship_to is None  # only the longest ships
-    assert sd.run_files(sd._run("long", "cct", 0, 3600.0)).ship_to.parent.name == "checkpoints"
+    assert sd.run_files(sd.recipe_run("recipe", "cct", 0, 600.0)).checkpoint_dir is None  # 10-minute rows restart
+    assert sd.run_files(sd.recipe_run("long", "cct", 0, 1800.0)).ship_to is None  # only the longest ships
+    assert sd.run_files(sd.recipe_run("long", "cct", 0, 3600.0)).ship_to.parent.name == "checkpoints"
+    reference = sd.run_files(sd.recipe_run("long", sd.LONG_REFERENCE, 0, 3600.0))
+    assert reference.ship_to is None and reference.checkpoint_dir is not None  # never over the teacher
     csv_path = tmp_path / "small_data.csv"
     files_for = lambda r: sd.run_files(r, tmp_path, 1.0)  # noqa: E731
     run_budgeted([run], data, csv_path, log=lambda s: None, files_for=files_for)
@@ -179,3 +184,61 @@ def test_the_committed_rows_were_planned_from_the_committed_probes():
         probe = probes[_recorded_probe_key(r)]
         assert float(r["probe_images_per_s"]) == probe, r["key"]
         assert int(r["epochs"]) == plan_epochs(float(r["budget_s"]), probe, int(r["train_size"]), int(r["test_size"]))
+
+
+# ---------------------------------------------------------------- chapter 13's section 8
+def _chapter():
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root))
+    from tools.chapters import ch13
+    return ch13
+
+
+def test_the_chapters_claims_hold_in_the_committed_results():
+    """Section 8 (numbers filled in from small_data.csv by tools/chapters/ch13.py) states these;
+    if a re-run changes them, the text has to change too."""
+    ch13 = _chapter()
+    m = ch13.measured()
+    st = m["steps"]
+    assert set(st) == set(sd.RECIPE)
+    vits = {k: v["mean"] for k, v in st.items() if k != "resnet"}
+    best = max(vits, key=vits.get)
+    # "the best step, BEST_VARIANT": the long runs and the bench train the step the table ranks first
+    assert best == m["best"] == sd.BEST_VARIANT == sd.LONG_VARIANT
+    assert vits[best] > st["vit"]["mean"]
+    # "the ResNet ... is still ahead of every ViT"
+    assert st["resnet"]["mean"] > max(vits.values())
+    # "speed is accuracy": the full stem costs more per image, buys fewer epochs and ends below the plain ViT;
+    # the cheaper stem buys more epochs than the full one and ends above both
+    stem, stem_s, vit = st["conv_stem"], st["conv_stem_s"], st["vit"]
+    assert stem["mmacs"] > stem_s["mmacs"] > vit["mmacs"] and stem["epochs"] < stem_s["epochs"] < vit["epochs"]
+    assert stem["mean"] < vit["mean"] < stem_s["mean"]
+    # "locality without a stem ... is not repaid"
+    assert st["spt_lsa"]["mean"] < vit["mean"] and st["spt_lsa"]["mmacs"] > vit["mmacs"]
+    # CCT's sign against the plain ViT and conv_stem_s is printed as measured; "fewer epochs" is a claim
+    assert st["cct"]["epochs"] < vit["epochs"]
+    # "the regularisers cost points": augment below CCT, distill below augment; a short CCT does not
+    # over-fit (train within 2 points of test) and augment trains below its test accuracy; the plain ViT does
+    assert st["augment"]["mean"] < st["cct"]["mean"] and st["distill"]["mean"] < st["augment"]["mean"]
+    assert st["cct"]["train_acc"] - st["cct"]["mean"] < 2 and st["augment"]["train_acc"] < st["augment"]["mean"]
+    assert vit["train_acc"] - vit["mean"] > 3
+    assert st["distill"]["epochs"] < st["augment"]["epochs"] <= st["cct"]["epochs"]
+    # "the student stays below its teacher"
+    assert st["distill"]["mean"] < m["teacher_acc"]
+    # "the goal ... misses it"; "the best step still gains in its last two epochs, the plain ViT and
+    # the ResNet have flattened"; its train-test gap is smaller than the ResNet's
+    assert st[best]["mean"] < 100 * ch13.GOAL_10_MIN
+    assert st[best]["tail_gain"] > 0.5 and abs(vit["tail_gain"]) < 0.3 and abs(st["resnet"]["tail_gain"]) < 0.3
+    assert st[best]["train_acc"] - st[best]["mean"] < st["resnet"]["train_acc"] - st["resnet"]["mean"]
+
+
+def test_the_committed_chapter_carries_the_discussion_of_the_committed_results():
+    """A new row changes section 8: regenerate the chapter (python tools/chapters/ch13.py)."""
+    import nbformat
+    ch13 = _chapter()
+    from pathlib import Path
+    notebook = nbformat.read(str(Path(__file__).resolve().parents[1] / "notebooks" / "13_small_data.ipynb"), as_version=4)
+    sections = [c.source for c in notebook.cells if c.cell_type == "markdown" and c.source.startswith("## 8.")]
+    assert sections == [ch13.discussion().strip("\n")], "section 8 is stale: run python tools/chapters/ch13.py"

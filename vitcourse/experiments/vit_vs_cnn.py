@@ -464,7 +464,7 @@ def main(args: argparse.Namespace) -> int:
     missing = [m for m in args.models if not (PRETRAINED_DIR / f"{m}.pt").is_file()]
     if missing:
         raise CommandError("the checkpoints " + ", ".join(str(PRETRAINED_DIR / f"{m}.pt") for m in missing)
-                           + " are missing; produce them with " + ", ".join(f"`{PRETRAINED[m]}`" for m in missing))
+                           + " are missing; produce them with " + ", ".join(str(PRETRAINED[m]) for m in missing))
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out_dir)

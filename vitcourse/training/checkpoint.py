@@ -17,7 +17,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -25,8 +25,22 @@ import torch.nn as nn
 from ..data import REPO_ROOT
 
 PRETRAINED_DIR = REPO_ROOT / "data" / "checkpoints"
-# name -> the make target that produces it (named in the error when the file is missing)
-PRETRAINED: dict[str, str] = {"vit_fmnist": "make checkpoint", "resnet_fmnist": "make resnet-checkpoint"}
+
+
+class HowToMake(NamedTuple):
+    """How a shipped checkpoint is produced: the command, and how long it takes on an idle 2-core CPU."""
+    command: str
+    duration: str
+
+    def __str__(self) -> str:
+        return f"`{self.command}` in the repository root ({self.duration} on an idle 2-core CPU)"
+
+
+# name -> how to produce it (named in the error when the file is missing)
+PRETRAINED: dict[str, HowToMake] = {
+    "vit_fmnist": HowToMake("make checkpoint", "15-20 minutes"),
+    "resnet_fmnist": HowToMake("make resnet-checkpoint", "15-20 minutes"),
+}
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], text: bool = False) -> Path:
@@ -183,6 +197,5 @@ def load_pretrained(name: str = "vit_fmnist", map_location: str | torch.device =
         raise ValueError(f"name must be one of {sorted(PRETRAINED)}, got {name!r}")
     path = PRETRAINED_DIR / f"{name}.pt"
     if not path.is_file():
-        raise FileNotFoundError(f"the trained checkpoint {path} is missing; produce it with "
-                                f"`{PRETRAINED[name]}` in the repository root (15-20 minutes on an idle 2-core CPU)")
+        raise FileNotFoundError(f"the trained checkpoint {path} is missing; produce it with {PRETRAINED[name]}")
     return load_model(path, map_location)
