@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import vitcourse.data as data
-from vitcourse.data import (CLASS_NAMES, MEAN, STD, DataNotFoundError, TensorLoader, content_sha256,
+from vitcourse.data import (CLASS_NAMES, MEAN, STD, Augmentation, DataNotFoundError, TensorLoader, content_sha256,
                             find_fashion_mnist, load_data, normalize, parse_idx, stratified_subset)
 
 
@@ -116,7 +116,7 @@ def test_loader_normalises_and_shuffles_differently_each_epoch(fmnist):
 
 def test_loader_state_restores_the_same_order(fmnist):
     x, y = _small(fmnist)
-    loader = TensorLoader(x, y, batch_size=100, shuffle=True, crop_padding=2, hflip=True, seed=5)
+    loader = TensorLoader(x, y, batch_size=100, shuffle=True, augmentation=Augmentation(crop_padding=2, hflip=True), seed=5)
     state = loader.state_dict()
     first = [yb for _, yb in loader]
     loader.load_state_dict(state)
@@ -127,7 +127,7 @@ def test_loader_state_restores_the_same_order(fmnist):
 def test_augmentation_keeps_labels_and_content(fmnist):
     x, y = _small(fmnist, 256)
     plain = TensorLoader(x, y, batch_size=256, shuffle=False)
-    aug = TensorLoader(x, y, batch_size=256, shuffle=False, hflip=True, seed=0)
+    aug = TensorLoader(x, y, batch_size=256, shuffle=False, augmentation=Augmentation(hflip=True), seed=0)
     (xp, yp), = list(plain)
     (xa, ya), = list(aug)
     assert torch.equal(yp, ya)
@@ -149,8 +149,8 @@ def _index_coded(n: int) -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.mark.parametrize("crop_padding, hflip", [(0, False), (2, True)])
 def test_loader_pairs_every_image_with_its_label_once_per_epoch(crop_padding, hflip):
     images, labels = _index_coded(1_000)
-    loader = TensorLoader(images, labels, batch_size=96, shuffle=True, crop_padding=crop_padding,
-                          hflip=hflip, seed=3)
+    loader = TensorLoader(images, labels, batch_size=96, shuffle=True, seed=3,
+                          augmentation=Augmentation(crop_padding=crop_padding, hflip=hflip))
     for _ in range(2):  # two epochs, two orders
         seen = []
         for xb, yb in loader:
@@ -168,7 +168,7 @@ def test_loader_pairs_every_image_with_its_label_once_per_epoch(crop_padding, hf
 def test_crop_padding_is_background_not_grey():
     images = torch.full((64, 28, 28), 200, dtype=torch.uint8)
     (xb, _), = list(TensorLoader(images, torch.zeros(64, dtype=torch.long), batch_size=64,
-                                 crop_padding=3, seed=0))
+                                 augmentation=Augmentation(crop_padding=3), seed=0))
     border = torch.cat([xb[:, 0, 0, :], xb[:, 0, -1, :], xb[:, 0, :, 0], xb[:, 0, :, -1]], dim=1)
     padded = ~torch.isclose(border, normalize(images[:1])[0, 0, 0, 0])
     assert padded.any(), "no image was shifted"
@@ -218,6 +218,34 @@ def test_resize_for_the_d2l_configuration(fmnist):
 def test_loader_rejects_bad_input(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TensorLoader(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(crop_padding=-1), r"crop_padding must be an int >= 0, got -1"),
+    (dict(crop_padding=1.5), r"crop_padding must be an int >= 0, got 1.5"),
+    (dict(random_erasing=1.5), r"random_erasing must be a probability in \[0, 1\], got 1.5"),
+    (dict(mixup_alpha=-0.2), r"mixup_alpha must be >= 0 \(0 = off\), got -0.2"),
+    (dict(cutmix_alpha=-1.0), r"cutmix_alpha must be >= 0 \(0 = off\), got -1.0"),
+])
+def test_augmentation_rejects_bad_values(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Augmentation(**kwargs)
+
+
+def test_the_loader_takes_an_augmentation_not_its_loose_fields():
+    x, y = torch.zeros(4, 28, 28, dtype=torch.uint8), torch.zeros(4, dtype=torch.long)
+    with pytest.raises(ValueError, match="augmentation must be a vitcourse.data.Augmentation, got dict"):
+        TensorLoader(x, y, augmentation={"hflip": True})
+    with pytest.raises(TypeError):
+        TensorLoader(x, y, hflip=True)  # the old loose keyword is gone, not silently ignored
+
+
+def test_a_configs_augmentation_carries_each_of_its_fields():
+    from vitcourse.training.loop import TrainConfig
+    config = TrainConfig(crop_padding=2, hflip=False, trivial_augment=True, random_erasing=0.25,
+                         mixup_alpha=0.8, cutmix_alpha=1.0)
+    assert config.augmentation() == Augmentation(2, False, True, 0.25, 0.8, 1.0)
+    assert TrainConfig().augmentation() == Augmentation(hflip=True)  # the loop's default flips
 
 
 def test_dataset_view(fmnist):

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vitcourse.data import TensorLoader, load_data
+from vitcourse.data import Augmentation, TensorLoader, load_data
 from vitcourse.models.small_data_vit import SmallDataViT, SmallDataViTConfig
 from vitcourse.training.checkpoint import load_checkpoint, save_checkpoint
 from vitcourse.training.loop import TrainConfig, evaluate, fit
@@ -53,11 +53,12 @@ def test_recipe_options_reject_bad_values_naming_the_field(field, value):
 
 
 def test_loader_yields_mixed_labels_only_when_mixing(data):
-    plain = TensorLoader(data.train_images, data.train_labels, 64, seed=0, trivial_augment=True,
-                         random_erasing=0.5)
+    plain = TensorLoader(data.train_images, data.train_labels, 64, seed=0,
+                         augmentation=Augmentation(trivial_augment=True, random_erasing=0.5))
     x, y = next(iter(plain))
     assert x.shape == (64, 1, 28, 28) and y.shape == (64,) and y.dtype == torch.int64
-    mixing = TensorLoader(data.train_images, data.train_labels, 64, seed=0, mixup_alpha=0.8, num_classes=10)
+    mixing = TensorLoader(data.train_images, data.train_labels, 64, seed=0, augmentation=Augmentation(mixup_alpha=0.8),
+                          num_classes=10)
     x, y = next(iter(mixing))
     assert y.shape == (64, 10) and torch.allclose(y.sum(-1), torch.ones(64))
     assert (y.max(-1).values < 1).any(), "mixup mixes labels, not only images"
@@ -65,7 +66,8 @@ def test_loader_yields_mixed_labels_only_when_mixing(data):
 
 def test_augmented_batches_differ_from_plain_ones_and_repeat_with_the_seed(data):
     def first(seed: int, **kw):
-        return next(iter(TensorLoader(data.train_images, data.train_labels, 64, seed=seed, **kw)))[0]
+        return next(iter(TensorLoader(data.train_images, data.train_labels, 64, seed=seed,
+                                      augmentation=Augmentation(**kw))))[0]
     plain = first(0)
     augmented = first(0, trivial_augment=True, random_erasing=0.5)
     assert torch.equal(augmented, first(0, trivial_augment=True, random_erasing=0.5))

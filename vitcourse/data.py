@@ -295,6 +295,55 @@ def random_hflip(x: torch.Tensor, generator: torch.Generator, p: float = 0.5) ->
     return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
 
+@dataclass(frozen=True)
+class Augmentation:
+    """What a training batch goes through after it is normalised, in this order (each off by
+    default; `TrainConfig` has a field of the same name for each):
+
+        crop_padding: random crop with this much padding, filled with the background (0 = off).
+        hflip: random horizontal flips.
+        trivial_augment: one TrivialAugment op per image (`vitcourse.augment.trivial_augment`).
+        random_erasing: probability of erasing a rectangle per image.
+        mixup_alpha, cutmix_alpha: mix image pairs (`vitcourse.augment.mix_batch`); with either
+            on, the labels come out as (B, num_classes) probabilities instead of (B,) classes.
+    """
+    crop_padding: int = 0
+    hflip: bool = False
+    trivial_augment: bool = False
+    random_erasing: float = 0.0
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.crop_padding, int) or isinstance(self.crop_padding, bool) or self.crop_padding < 0:
+            raise ValueError(f"crop_padding must be an int >= 0, got {self.crop_padding!r}")
+        if not 0.0 <= self.random_erasing <= 1.0:
+            raise ValueError(f"random_erasing must be a probability in [0, 1], got {self.random_erasing!r}")
+        for name in ("mixup_alpha", "cutmix_alpha"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0 (0 = off), got {getattr(self, name)!r}")
+
+    @property
+    def mixes_labels(self) -> bool:
+        return bool(self.mixup_alpha or self.cutmix_alpha)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator,
+                 num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (B, 1, S, S) normalised, y: (B,) -> the augmented batch; y (B, num_classes) if mixed."""
+        if self.crop_padding:
+            x = random_crop(x, self.crop_padding, generator, fill=BACKGROUND)
+        if self.hflip:
+            x = random_hflip(x, generator)
+        if self.trivial_augment:
+            x = augment.trivial_augment(x, generator, mean=MEAN, std=STD)
+        if self.random_erasing:
+            x = augment.random_erasing(x, self.random_erasing, generator)
+        if self.mixes_labels:
+            x, y = augment.mix_batch(x, y, num_classes, generator,
+                                     mixup_alpha=self.mixup_alpha, cutmix_alpha=self.cutmix_alpha)
+        return x, y
+
+
 class TensorLoader:
     """Shuffled, normalised batches cut from tensors that live on the target device.
 
@@ -309,22 +358,15 @@ class TensorLoader:
         shuffle: a new random order every epoch.
         device: where the data and batches live.
         image_size: resize to this (e.g. 96 for D2L's configuration); None keeps 28.
-        crop_padding: random crop with this much padding, filled with the background (0 = off).
-        hflip: random horizontal flips.
         drop_last: drop the last incomplete batch.
         seed: seeds the loader's own generator.
-        trivial_augment: one TrivialAugment op per image (`vitcourse.augment.trivial_augment`).
-        random_erasing: probability of erasing a rectangle per image.
-        mixup_alpha, cutmix_alpha: mix image pairs (`vitcourse.augment.mix_batch`); with either
-            on, the labels come as (B, num_classes) probabilities instead of (B,) classes.
-        num_classes: the width of mixed labels.
+        augmentation: what each batch goes through after normalising (`Augmentation`; none by default).
+        num_classes: the width of mixed labels (mixup / CutMix).
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256,
-                 shuffle: bool = True, device: torch.device | str = "cpu",
-                 image_size: int | None = None, crop_padding: int = 0, hflip: bool = False,
-                 drop_last: bool = False, seed: int = 0, trivial_augment: bool = False,
-                 random_erasing: float = 0.0, mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0,
+                 shuffle: bool = True, device: torch.device | str = "cpu", image_size: int | None = None,
+                 drop_last: bool = False, seed: int = 0, augmentation: Augmentation = Augmentation(),
                  num_classes: int = 10) -> None:
         if images.dtype != torch.uint8:
             raise ValueError(f"images must be uint8 (raw pixels), got dtype {images.dtype}")
@@ -335,18 +377,17 @@ class TensorLoader:
                              f"got {tuple(labels.shape)}")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if not isinstance(augmentation, Augmentation):
+            raise ValueError(f"augmentation must be a vitcourse.data.Augmentation, got {type(augmentation).__name__}")
         self.device = torch.device(device)
         self.images = images.to(self.device)
         self.labels = labels.to(self.device)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.image_size = image_size
-        self.crop_padding = crop_padding
-        self.hflip = hflip
         self.drop_last = drop_last
-        self.trivial_augment = trivial_augment
-        self.random_erasing = random_erasing
-        self.mixup_alpha, self.cutmix_alpha, self.num_classes = mixup_alpha, cutmix_alpha, num_classes
+        self.augmentation = augmentation
+        self.num_classes = num_classes
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
@@ -366,19 +407,7 @@ class TensorLoader:
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
             x = normalize(self.images[idx], self.image_size)  # (B, 1, S, S)
-            if self.crop_padding:
-                x = random_crop(x, self.crop_padding, self.generator, fill=BACKGROUND)
-            if self.hflip:
-                x = random_hflip(x, self.generator)
-            if self.trivial_augment:
-                x = augment.trivial_augment(x, self.generator, mean=MEAN, std=STD)
-            if self.random_erasing:
-                x = augment.random_erasing(x, self.random_erasing, self.generator)
-            y = self.labels[idx]
-            if self.mixup_alpha or self.cutmix_alpha:  # (B,) -> (B, classes) mixed labels
-                x, y = augment.mix_batch(x, y, self.num_classes, self.generator,
-                                         mixup_alpha=self.mixup_alpha, cutmix_alpha=self.cutmix_alpha)
-            yield x, y
+            yield self.augmentation(x, self.labels[idx], self.generator, self.num_classes)
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}

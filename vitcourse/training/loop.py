@@ -15,6 +15,7 @@ atomic checkpoint. Helpers: `precision` (autocast / scaler / compile), `schedule
 """
 from __future__ import annotations
 
+import dataclasses
 import signal
 import threading
 import time
@@ -30,7 +31,7 @@ from . import distributed as dist_utils
 from .checkpoint import unwrap
 from .ema import make_ema
 from .losses import TrainingLoss, merge_heads
-from ..data import CLASS_NAMES, FashionMNISTData, TensorLoader
+from ..data import CLASS_NAMES, Augmentation, FashionMNISTData, TensorLoader
 from .live_plot import LivePlot
 from .precision import autocast, grad_scaler, maybe_compile, resolve_compile, resolve_precision
 from .run_state import CHECKPOINT_NAME, Run, rng_state, set_rng_state
@@ -90,6 +91,10 @@ class TrainConfig:
         need(self.mixup_alpha >= 0, "mixup_alpha", ">= 0 (0 = off)")
         need(self.cutmix_alpha >= 0, "cutmix_alpha", ">= 0 (0 = off)")
         need(0 <= self.ema_decay < 1, "ema_decay", "in [0, 1) (0 = off)")
+
+    def augmentation(self) -> Augmentation:
+        """The training batches' augmentation: this config's fields of the same names."""
+        return Augmentation(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Augmentation)})
 
 
 @dataclass
@@ -301,10 +306,8 @@ def _setup(model: nn.Module, data: FashionMNISTData, config: TrainConfig, device
     torch.manual_seed(config.seed)  # dropout masks: the same on every rank, like the batch order
     model = unwrap(model).to(device)
     train_loader = TensorLoader(data.train_images, data.train_labels, config.batch_size, shuffle=True,
-                                device=device, image_size=size, crop_padding=config.crop_padding,
-                                hflip=config.hflip, seed=config.seed, trivial_augment=config.trivial_augment,
-                                random_erasing=config.random_erasing, mixup_alpha=config.mixup_alpha,
-                                cutmix_alpha=config.cutmix_alpha, num_classes=len(CLASS_NAMES))
+                                device=device, image_size=size, seed=config.seed,
+                                augmentation=config.augmentation(), num_classes=len(CLASS_NAMES))
     test_loader = TensorLoader(data.test_images, data.test_labels, 512, shuffle=False,
                                device=device, image_size=size)
     optimizer = make_optimizer(model, config)
