@@ -196,5 +196,5 @@ def test_chapter_13_generator_imports_and_its_code_cells_compile():
     marked = [c.source for c in ch13.CELLS if c.cell_type == "markdown" and "## 8." in c.source]
     assert marked == ["## 8. What the data shows\n\n"
                       "Written from the committed results once all three seeds are in (issue 17)."]
-    assert "train_budgeted(" in text and "read_results(RESULTS_CSV)" in text and "planned_runs(" in text
+    assert "train_budgeted(" in text and "read_rows()" in text and "planned_runs(" in text
     assert "load_data(" in text and "torch.randn(" not in text  # real images, never noise standing in for data

@@ -176,14 +176,33 @@ def test_a_later_probe_round_on_the_same_machine_is_scaled_to_the_first(tmp_path
 
 def test_the_committed_rows_were_planned_from_the_committed_probes():
     from vitcourse.experiments.budget import _recorded_probe_key, plan_epochs, probes_path, read_probes
-    rows = read_results(sd.RESULTS_CSV)
-    assert rows, "small_data.csv has rows (make smalldata)"
-    probes = {k: float(r["images_per_s"]) for k, r in read_probes(sd.RESULTS_CSV).items()}
-    assert len(read_results(probes_path(sd.RESULTS_CSV))) >= len({_recorded_probe_key(r) for r in rows})
-    for r in rows:
-        probe = probes[_recorded_probe_key(r)]
-        assert float(r["probe_images_per_s"]) == probe, r["key"]
-        assert int(r["epochs"]) == plan_epochs(float(r["budget_s"]), probe, int(r["train_size"]), int(r["test_size"]))
+    assert read_results(sd.RESULTS_CSV), "small_data.csv has rows (make smalldata)"
+    for csv_path in (sd.RESULTS_CSV, sd.LONG_CSV):  # each with its own probe round
+        rows = read_results(csv_path)
+        assert all(r["experiment"] == ("long" if csv_path == sd.LONG_CSV else "recipe") for r in rows)
+        probes = {k: float(r["images_per_s"]) for k, r in read_probes(csv_path).items()}
+        assert len(read_results(probes_path(csv_path))) >= len({_recorded_probe_key(r) for r in rows})
+        for r in rows:
+            probe = probes[_recorded_probe_key(r)]
+            assert float(r["probe_images_per_s"]) == probe, r["key"]
+            assert int(r["epochs"]) == plan_epochs(float(r["budget_s"]), probe, int(r["train_size"]), int(r["test_size"]))
+
+
+def test_the_long_runs_are_their_own_ablation_planned_from_this_machines_speed(tmp_path, monkeypatch):
+    """The 10-minute rows keep their first machine's plan; a long run is planned from the machine
+    that trains it, so its card's wall time is honest there."""
+    from vitcourse.experiments import budget
+    recipe, long = sd.recipe_run("recipe", "cct", 0, 600.0), sd.recipe_run("long", "cct", 0, 1800.0)
+    assert sd.results_csv(recipe, tmp_path) == tmp_path / "small_data.csv"
+    assert sd.results_csv(long, tmp_path) == tmp_path / "small_data_long.csv"
+    # the recipe's round was taken elsewhere, at another speed
+    budget.append_row(budget.probes_path(tmp_path / "small_data.csv"),
+                      {**_probe_row(recipe.probe_key, 999.0, "another machine"), "scaled_by": "", "measured_at": ""})
+    monkeypatch.setattr(budget, "probe_speed", lambda run, data, device=None: 321.0)
+    data = load_data(train_size=64, test_size=32)
+    probes = budget.take_probes([long], data, sd.results_csv(long, tmp_path), log=lambda s: None)
+    assert probes[long.probe_key] == 321.0  # measured here, not scaled to the recipe's 999
+    assert budget.read_probes(tmp_path / "small_data_long.csv")[long.probe_key]["machine"] == budget.machine()
 
 
 # ---------------------------------------------------------------- chapter 13's section 8

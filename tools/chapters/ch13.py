@@ -41,11 +41,10 @@ def measured() -> dict:
     teacher's card."""
     import json
 
-    from vitcourse.experiments.small_data import BEST_VARIANT, RESULTS_CSV, recipe_summary
-    from vitcourse.experiments.sweep import read_results
+    from vitcourse.experiments.small_data import BEST_VARIANT, read_rows, recipe_summary
     from vitcourse.training.checkpoint import PRETRAINED_DIR
 
-    rows = [r for r in read_results(RESULTS_CSV) if r.get("history")]
+    rows = read_rows()
     steps = {}
     for variant, summary in recipe_summary(rows).items():
         runs = [r for r in rows if r["experiment"] == "recipe" and r["variant"] == variant]
@@ -805,15 +804,16 @@ line says which planned runs are not in it yet.
     code(r"""
 from vitcourse.experiments.budget import train_budgeted
 from vitcourse.experiments.compare import training_throughput
-from vitcourse.experiments.small_data import RESULTS_CSV, planned_runs, recipe_summary
+from vitcourse.experiments.small_data import LONG_CSV, RESULTS_CSV, planned_runs, read_rows, recipe_summary
 
-rows = [r for r in read_results(RESULTS_CSV) if r.get("history")]  # every finished run has its history
+rows = read_rows()  # every finished run, with its history, of small_data.csv and small_data_long.csv
 planned = planned_runs()
 print("recipe steps planned:", ", ".join(RECIPE), "| long runs:",
       ", ".join(f"{run.variant} {run.budget_s / 60:.0f} min" for run in planned if run.experiment == "long"))
 have = {r["key"] for r in rows}
 missing = [run for run in planned if run.key not in have]
-print(f"{RESULTS_CSV.name}: {len(rows)} rows; {len(planned) - len(missing)} of the {len(planned)} planned runs are in it")
+print(f"{RESULTS_CSV.name} + {LONG_CSV.name}: {len(rows)} rows; {len(planned) - len(missing)} of the "
+      f"{len(planned)} planned runs are in them")
 if missing:
     todo: dict[str, list[str]] = {}
     for run in missing:
