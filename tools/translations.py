@@ -1,0 +1,192 @@
+"""The Korean and Japanese catalogs of the course's prose (``make translations``), Sphinx's i18n way.
+
+    .venv/bin/python tools/translations.py update   # English text -> locales/{ko,ja}/LC_MESSAGES/*.po
+    .venv/bin/python tools/translations.py stats    # messages, translated, untranslated, fuzzy per catalog
+
+``update`` runs the book's own Sphinx configuration (book.yml, nothing executed) with the
+``gettext`` builder into ``_build/gettext/*.pot``, one template per page (every chapter's markdown
+cells, ``index.md``, ``instructors.md``), then ``sphinx-intl update`` merges them into the
+catalogs: a new English message arrives untranslated, a changed one fuzzy (its old translation
+kept as a hint), a removed one is dropped. Catalogs carry no source locations and no creation
+date, so they change only when the English text does. The code cells are never in a catalog:
+they stay one source for every edition.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tools.book import CONFIG, NOTEBOOKS, write_toc  # noqa: E402
+
+LOCALES = ROOT / "locales"
+LANGUAGES: tuple[str, ...] = ("ko", "ja")
+POT_DIR = ROOT / "_build" / "gettext"
+
+
+def gettext_config(out: Path) -> Path:
+    """book.yml for the gettext builder: nothing executed (only markdown is extracted), no source
+    locations or UUIDs in the templates (they would make every catalog differ per machine)."""
+    config = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+    config["execute"]["execute_notebooks"] = "off"
+    sphinx = config.setdefault("sphinx", {})
+    # local extensions are found relative to the config file, which is written elsewhere here
+    sphinx["local_extensions"] = {name: str((CONFIG.parent / folder).resolve())
+                                  for name, folder in sphinx.get("local_extensions", {}).items()}
+    sphinx.setdefault("config", {}).update(project="vitcourse", gettext_location=False, gettext_uuid=False,
+                                           gettext_last_translator="vitcourse", gettext_compact=True)
+    path = out / "gettext_book.yml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def extract(pot_dir: Path = POT_DIR, source: Path = NOTEBOOKS) -> list[Path]:
+    """Write one ``.pot`` template per page of the book into `pot_dir`; returns them."""
+    if pot_dir.name != "gettext" or pot_dir.parent.name != "_build":
+        raise ValueError(f"pot_dir must be a folder _build/gettext (Jupyter Book's layout), got {pot_dir}")
+    build = pot_dir.parent
+    config = gettext_config(build / "gettext_config")
+    toc = write_toc(build / "gettext_config" / "_toc.yml", source)
+    jb = Path(sys.executable).with_name("jupyter-book")
+    subprocess.run([str(jb) if jb.exists() else "jupyter-book", "build", str(source), "--config", str(config),
+                    "--toc", str(toc), "--path-output", str(build.parent), "--builder", "custom",
+                    "--custom-builder", "gettext", "--quiet"], check=True, cwd=ROOT)
+    return sorted(pot_dir.glob("*.pot"))
+
+
+def update(languages: tuple[str, ...] = LANGUAGES, locales: Path = LOCALES) -> list[Path]:
+    """Extract the templates and merge them into `locales/<lang>/LC_MESSAGES/*.po`; returns the catalogs."""
+    pots = extract()
+    intl = Path(sys.executable).with_name("sphinx-intl")
+    cmd = [str(intl) if intl.exists() else "sphinx-intl", "update", "-p", str(POT_DIR), "-d", str(locales),
+           "--line-width", "-1"]
+    for lang in languages:
+        cmd += ["-l", lang]
+    subprocess.run(cmd, check=True, cwd=ROOT)
+    catalogs = [locales / lang / "LC_MESSAGES" / f"{pot.stem}.po" for lang in languages for pot in pots]
+    for path in catalogs:
+        strip_volatile_headers(path)
+    return catalogs
+
+
+HEADER_COMMENT = "# The course's prose in translation: see tools/translations.py and locales/GLOSSARY.md.\n"
+
+
+def strip_volatile_headers(path: Path) -> None:
+    """Drop the header lines that change at every extraction (creation date, generator version),
+    the template's placeholder comments, and the template's fuzzy mark on the header entry."""
+    text = path.read_text(encoding="utf-8")
+    head, sep, body = text.partition('msgid ""\n')
+    lines = [line for line in body.splitlines(keepends=True)
+             if not line.startswith(('"POT-Creation-Date:', '"Generated-By:', '"PO-Revision-Date:'))]
+    path.write_text(HEADER_COMMENT + sep + "".join(lines), encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class CatalogStats:
+    path: Path
+    messages: int
+    translated: int
+    untranslated: int
+    fuzzy: int
+
+
+def stats(path: Path) -> CatalogStats:
+    """How much of a catalog is translated (babel's reader; the header entry is not a message)."""
+    from babel.messages.pofile import read_po
+
+    with open(path, "rb") as f:
+        catalog = read_po(f)
+    messages = [m for m in catalog if m.id]
+    fuzzy = sum(1 for m in messages if m.fuzzy)
+    untranslated = sum(1 for m in messages if not m.string)
+    return CatalogStats(path, len(messages), len(messages) - fuzzy - untranslated, untranslated, fuzzy)
+
+
+_CODE = re.compile(r"``[^`]+``|`[^`]+`")
+_MATH = re.compile(r"\$\$.+?\$\$|\$[^$]+\$", re.S)
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+BADGE = re.compile(r"(colab\.research\.google\.com/github/[^)]*/blob/main/notebooks/)([^/)]+\.ipynb)")
+
+
+def edition_badge(url: str, lang: str) -> str:
+    """The Colab link of an edition's notebook: notebooks/NN.ipynb -> notebooks/<lang>/NN.ipynb."""
+    return BADGE.sub(lambda m: f"{m.group(1)}{lang}/{m.group(2)}", url)
+
+
+def message_problems(msgid: str, msgstr: str, lang: str) -> list[str]:
+    """What a translation changed that must stay as it is: inline code, maths, link targets (an
+    edition's Colab badge points at its own notebook), and the numbers of the English text."""
+    problems = []
+    if not msgstr:
+        return ["untranslated"]
+    source = _MATH.sub(" ", _CODE.sub(" ", msgid))
+    target = _MATH.sub(" ", _CODE.sub(" ", msgstr))
+    for name, pattern, a, b in (("inline code", _CODE, msgid, msgstr), ("maths", _MATH, _CODE.sub(" ", msgid), _CODE.sub(" ", msgstr))):
+        if sorted(pattern.findall(a)) != sorted(pattern.findall(b)):
+            missing = sorted(set(pattern.findall(a)) - set(pattern.findall(b)))
+            problems.append(f"{name} differs (missing: {missing[:3]})")
+    links = sorted(edition_badge(u, lang) for u in _LINK.findall(source))
+    if links != sorted(_LINK.findall(target)):
+        problems.append(f"link targets differ: expected {links}, got {sorted(_LINK.findall(target))}")
+    numbers = _NUMBER.findall(_LINK.sub(" ", source))
+    have = _NUMBER.findall(_LINK.sub(" ", target))
+    lost = [n for n in set(numbers) if have.count(n) < numbers.count(n)]
+    if lost:
+        problems.append(f"numbers missing: {sorted(lost)}")
+    return problems
+
+
+def check(path: Path) -> list[str]:
+    """Every problem of a catalog, one line each: untranslated, fuzzy, or a changed code / maths /
+    link / number (see `message_problems`). The language is the catalog's folder (ko, ja)."""
+    from babel.messages.pofile import read_po
+
+    lang = path.parents[1].name
+    with open(path, "rb") as f:
+        catalog = read_po(f)
+    out = []
+    for m in catalog:
+        if not m.id:
+            continue
+        label = m.id[:60].replace("\n", " ")
+        if m.fuzzy:
+            out.append(f"{path.name}: fuzzy: {label!r}")
+        out += [f"{path.name}: {p}: {label!r}" for p in message_problems(m.id, m.string, lang)]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("update", help="extract the English text and merge it into the catalogs")
+    sub.add_parser("stats", help="print each catalog's counts")
+    c = sub.add_parser("check", help="list every problem of the given catalogs (all by default)")
+    c.add_argument("catalogs", nargs="*", type=Path)
+    args = parser.parse_args(argv)
+    if args.command == "check":
+        problems = [p for path in (args.catalogs or sorted(LOCALES.glob("*/LC_MESSAGES/*.po"))) for p in check(path)]
+        print("\n".join(problems) or "no problems")
+        return 1 if problems else 0
+    if args.command == "update":
+        catalogs = update()
+        print(f"translations: {len(catalogs)} catalogs updated in {LOCALES.relative_to(ROOT)}/")
+    for path in sorted(LOCALES.glob("*/LC_MESSAGES/*.po")):
+        s = stats(path)
+        print(f"{str(path.relative_to(LOCALES)):40s} {s.messages:4d} messages, {s.translated:4d} translated, "
+              f"{s.untranslated:4d} untranslated, {s.fuzzy:3d} fuzzy")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
