@@ -2,6 +2,8 @@
 
     .venv/bin/python tools/translations.py update   # English text -> locales/{ko,ja}/LC_MESSAGES/*.po
     .venv/bin/python tools/translations.py stats    # messages, translated, untranslated, fuzzy per catalog
+    .venv/bin/python tools/translations.py check [CATALOG ...]   # every problem, one line each
+    .venv/bin/python tools/translations.py fill CATALOG FILE.json  # set {msgid: msgstr} translations
 
 ``update`` runs the book's own Sphinx configuration (book.yml, nothing executed) with the
 ``gettext`` builder into ``_build/gettext/*.pot``, one template per page (every chapter's markdown
@@ -166,6 +168,28 @@ def check(path: Path) -> list[str]:
     return out
 
 
+def fill(path: Path, translations: dict[str, str]) -> int:
+    """Set the translation of each msgid in `translations` (a dict, e.g. from a JSON file) in the
+    catalog at `path`, clearing its fuzzy mark; returns how many were set. An unknown msgid is an
+    error: it means the English text moved on (run `update` first)."""
+    from babel.messages.pofile import read_po, write_po
+
+    with open(path, "rb") as f:
+        catalog = read_po(f)
+    unknown = [k for k in translations if k not in catalog]
+    if unknown:
+        raise ValueError(f"translations: {len(unknown)} msgids are not in {path.name}, e.g. {unknown[0][:60]!r}")
+    for msgid, msgstr in translations.items():
+        message = catalog[msgid]
+        message.string = msgstr
+        message.flags.discard("fuzzy")
+        message.previous_id = []
+    with open(path, "wb") as f:
+        write_po(f, catalog, width=-1)
+    strip_volatile_headers(path)
+    return len(translations)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -173,7 +197,17 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("stats", help="print each catalog's counts")
     c = sub.add_parser("check", help="list every problem of the given catalogs (all by default)")
     c.add_argument("catalogs", nargs="*", type=Path)
+    f = sub.add_parser("fill", help="set translations from a JSON file {msgid: msgstr} into a catalog")
+    f.add_argument("catalog", type=Path)
+    f.add_argument("json", type=Path)
     args = parser.parse_args(argv)
+    if args.command == "fill":
+        import json
+        n = fill(args.catalog, json.loads(args.json.read_text(encoding="utf-8")))
+        print(f"{args.catalog}: {n} translations set")
+        problems = check(args.catalog)
+        print(f"{len(problems)} problems left" + (": run `check` to list them" if problems else ""))
+        return 0
     if args.command == "check":
         problems = [p for path in (args.catalogs or sorted(LOCALES.glob("*/LC_MESSAGES/*.po"))) for p in check(path)]
         print("\n".join(problems) or "no problems")
