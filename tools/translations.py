@@ -21,6 +21,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
@@ -188,6 +189,105 @@ def fill(path: Path, translations: dict[str, str]) -> int:
         write_po(f, catalog, width=-1)
     strip_volatile_headers(path)
     return len(translations)
+
+
+def _markdown_parser():
+    """markdown-it with the extensions book.yml enables (MyST's parser: what Sphinx cut the
+    messages from), so each inline token below is one message of the catalog."""
+    from markdown_it import MarkdownIt
+    from mdit_py_plugins.amsmath import amsmath_plugin
+    from mdit_py_plugins.colon_fence import colon_fence_plugin
+    from mdit_py_plugins.dollarmath import dollarmath_plugin
+
+    return (MarkdownIt("commonmark").enable("table").use(dollarmath_plugin, double_inline=True)
+            .use(amsmath_plugin).use(colon_fence_plugin))
+
+
+def translate_markdown(source: str, translate: Callable[[str], str]) -> str:
+    """`source` with the text of every paragraph, heading, list item and table cell replaced by
+    `translate(message)`, the message being the text as Sphinx extracts it (its lines joined by
+    spaces). Block markers (``#``, ``-``, ``1.``, ``>``, ``|``), maths blocks and code stay."""
+    lines = source.split("\n")
+    tokens = _markdown_parser().parse(source)
+    edits: list[tuple[int, int, str | None, str, str]] = []  # (first, last, cell text or None, prefix, new)
+    in_table = False
+    for token in tokens:
+        if token.type == "table_open":
+            in_table = True
+        elif token.type == "table_close":
+            in_table = False
+        if token.type != "inline" or token.map is None or not token.content.strip():
+            continue
+        message = token.content.replace("\n", " ").strip()
+        new = translate(message)
+        first, last = token.map
+        if in_table:  # one cell of a row: replace its text within that line
+            edits.append((first, first + 1, token.content.strip(), "", new))
+            continue
+        head = token.content.split("\n")[0]
+        at = lines[first].find(head)
+        if at < 0:
+            raise ValueError(f"source: cannot place the message {message[:50]!r} in its line {lines[first]!r}")
+        suffix = lines[first][at + len(head):] if last - first == 1 else ""  # e.g. a heading's closing #s
+        edits.append((first, last, None, lines[first][:at], new + suffix))
+    cursor: dict[int, int] = {}  # a table row's cells are replaced left to right, each after the last
+    for first, _, cell, _, new in (e for e in edits if e[2] is not None):
+        row, at = lines[first], lines[first].find(cell, cursor.get(first, 0))
+        if at < 0:
+            raise ValueError(f"source: cannot place the table cell {cell[:50]!r} in its row {row!r}")
+        lines[first] = row[:at] + new + row[at + len(cell):]
+        cursor[first] = at + len(new)
+    for first, last, _, prefix, new in sorted((e for e in edits if e[2] is None), key=lambda e: -e[0]):
+        lines[first:last] = [prefix + new]  # bottom up: the line numbers above stay right
+    return "\n".join(lines)
+
+
+def edition_notebook(path: Path, lang: str, translate: Callable[[str], str]):
+    """The `lang` edition of an English chapter: every markdown cell translated, every code cell
+    (and the cell ids, so that grading and nbval address the same cells) as it is."""
+    import nbformat
+
+    notebook = nbformat.read(str(path), as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            cell.source = translate_markdown(cell.source, translate)
+    notebook.metadata["language"] = lang
+    return notebook
+
+
+def catalog_lookup(path: Path) -> Callable[[str], str]:
+    """A function msgid -> msgstr of a catalog; a message it lacks or has untranslated is an error
+    (the chapter changed since `update`, or the catalog is not finished)."""
+    from babel.messages.pofile import read_po
+
+    with open(path, "rb") as f:
+        strings = {m.id: m.string for m in read_po(f) if m.id and m.string and not m.fuzzy}
+
+    def translate(message: str) -> str:
+        if message not in strings:
+            raise KeyError(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}: no translation of "
+                           f"{message[:70]!r}: run `make translations` and translate it")
+        return strings[message]
+    return translate
+
+
+def write_editions(languages: tuple[str, ...] = LANGUAGES, source: Path = NOTEBOOKS,
+                   locales: Path = LOCALES) -> list[Path]:
+    """notebooks/<lang>/NN_name.ipynb for every chapter whose catalog exists; returns them."""
+    import nbformat
+
+    from tools.book import chapters
+
+    written = []
+    for lang in languages:
+        for chapter in chapters(source):
+            catalog = locales / lang / "LC_MESSAGES" / f"{chapter.stem}.po"
+            notebook = edition_notebook(chapter, lang, catalog_lookup(catalog))
+            out = source / lang / chapter.name
+            out.parent.mkdir(parents=True, exist_ok=True)
+            nbformat.write(notebook, str(out))
+            written.append(out)
+    return written
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,81 @@
+"""tools/translations.py: the ko / ja editions' machinery (the catalogs' completeness is tested
+with the editions themselves)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tools import translations as tr  # noqa: E402
+
+
+def test_markdown_blocks_are_translated_and_their_markers_kept():
+    source = ("## 2. Cutting an image\n\nTake a batch of shape $(B, C)$ and a\npatch size $P$:\n\n"
+              "1. **reshape** to $(B, C)$: split\n   each axis;\n2. permute.\n\n> a quote\n> over lines\n\n"
+              "| ViT | ViT, patch 7 |\n|---|---|\n| `vit` | b |\n\n$$\nx = 1\n$$\n\n```python\nx = 2\n```")
+    seen = []
+
+    def translate(message: str) -> str:
+        seen.append(message)
+        return {"ViT": "모델 ViT", "ViT, patch 7": "ViT, 패치 7"}.get(message, f"<{message}>")
+
+    out = tr.translate_markdown(source, translate)
+    assert out.split("\n") == [
+        "## <2. Cutting an image>", "", "<Take a batch of shape $(B, C)$ and a patch size $P$:>", "",
+        "1. <**reshape** to $(B, C)$: split each axis;>", "2. <permute.>", "", "> <a quote over lines>", "",
+        "| 모델 ViT | ViT, 패치 7 |", "|---|---|", "| <`vit`> | <b> |", "", "$$", "x = 1", "$$", "",
+        "```python", "x = 2", "```"]
+    # the messages are the text as Sphinx extracts it: lines joined by spaces; maths and code blocks are not messages
+    assert "Take a batch of shape $(B, C)$ and a patch size $P$:" in seen and not any("x = " in m for m in seen)
+
+
+def test_every_chapters_markdown_survives_the_identity_translation():
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        for cell in nbformat.read(str(path), as_version=4).cells:
+            if cell.cell_type == "markdown":
+                out = tr.translate_markdown(cell.source, lambda m: m)
+                assert out.split() == cell.source.split(), (path.name, cell.source[:80])
+
+
+def test_the_checker_names_what_a_translation_changed():
+    ok = tr.message_problems("Use `fit` with $x^2$ on 60,000 images ([D2L](https://d2l.ai)).",
+                             "`fit`을 $x^2$와 함께 60,000개 이미지에 사용합니다([D2L](https://d2l.ai)).", "ko")
+    assert ok == []
+    assert tr.message_problems("Use `fit`.", "", "ko") == ["untranslated"]
+    bad = tr.message_problems("Use `fit` with $x^2$ on 60,000 images.", "`fits` と $x^3$ で 6万枚。", "ja")
+    assert any(p.startswith("inline code differs") for p in bad) and any(p.startswith("maths differs") for p in bad)
+    assert any("numbers missing: ['60,000']" in p for p in bad)
+    moved = tr.message_problems("see [here](https://a.org/x)", "[여기](https://a.org/y)를 보세요", "ko")
+    assert moved and moved[0].startswith("link targets differ")
+
+
+def test_an_editions_colab_badge_opens_its_own_notebook():
+    badge = ("[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+             "(https://colab.research.google.com/github/vitcourse/vitcourse/blob/main/notebooks/01_patches.ipynb)")
+    ko = tr.edition_badge(badge, "ko")
+    assert ko.endswith("/blob/main/notebooks/ko/01_patches.ipynb)") and "colab-badge.svg" in ko
+    assert tr.message_problems(badge, ko, "ko") == []
+    assert tr.message_problems(badge, badge, "ko")  # the English notebook's link is a mistake there
+
+
+def test_fill_sets_translations_and_check_reports_the_rest(tmp_path):
+    folder = tmp_path / "ko" / "LC_MESSAGES"
+    folder.mkdir(parents=True)
+    catalog = folder / "x.po"
+    catalog.write_text('msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=utf-8\\n"\n\n'
+                       'msgid "A patch."\nmsgstr ""\n\n#, fuzzy\nmsgid "Two `tokens`."\nmsgstr "두 토큰."\n',
+                       encoding="utf-8")
+    assert sorted(p.split(": ")[1] for p in tr.check(catalog)) == ["fuzzy", "inline code differs (missing", "untranslated"]
+    assert tr.fill(catalog, {"A patch.": "패치 하나.", "Two `tokens`.": "`tokens` 두 개."}) == 2
+    assert tr.check(catalog) == []
+    lookup = tr.catalog_lookup(catalog)
+    assert lookup("A patch.") == "패치 하나."
+    with pytest.raises(KeyError, match="no translation of 'Three.'"):
+        lookup("Three.")
+    with pytest.raises(ValueError, match="1 msgids are not in x.po"):
+        tr.fill(catalog, {"Not there.": "없음."})
