@@ -79,3 +79,11 @@ def test_fill_sets_translations_and_check_reports_the_rest(tmp_path):
         lookup("Three.")
     with pytest.raises(ValueError, match="1 msgids are not in x.po"):
         tr.fill(catalog, {"Not there.": "없음."})
+
+
+def test_a_translation_that_starts_like_a_block_is_escaped():
+    # Sphinx parses each translation as markdown on its own: "2. Title" would be a list and dropped
+    assert tr.escape_block_start("2. 이미지를 패치로 자르기") == "2\\. 이미지를 패치로 자르기"
+    assert tr.escape_block_start("- 항목") == "\\- 항목" and tr.escape_block_start("2.5배 빠름") == "2.5배 빠름"
+    assert tr.message_problems("2. Cutting", "2. 자르기", "ko")[0].startswith("starts like a markdown block")
+    assert tr.message_problems("2. Cutting", "2\\. 자르기", "ko") == []

@@ -122,6 +122,16 @@ _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 BADGE = re.compile(r"(colab\.research\.google\.com/github/[^)]*/blob/main/notebooks/)([^/)]+\.ipynb)")
 
 
+# A translation is parsed again as markdown on its own: one that starts like a block ("2. ...",
+# "- ...", "# ...", "> ...") would become a list, a heading or a quote, and Sphinx would drop it.
+_BLOCK_START = re.compile(r"^(\d+)([.)])(\s)|^([-*+>#])(\s)")
+
+
+def escape_block_start(msgstr: str) -> str:
+    """"2. Title" -> "2\\. Title" (markdown's escape: it renders as "2. Title", in Jupyter too)."""
+    return _BLOCK_START.sub(lambda m: f"{m[1]}\\{m[2]}{m[3]}" if m[1] else f"\\{m[4]}{m[5]}", msgstr)
+
+
 def edition_badge(url: str, lang: str) -> str:
     """The Colab link of an edition's notebook: notebooks/NN.ipynb -> notebooks/<lang>/NN.ipynb."""
     return BADGE.sub(lambda m: f"{m.group(1)}{lang}/{m.group(2)}", url)
@@ -133,6 +143,8 @@ def message_problems(msgid: str, msgstr: str, lang: str) -> list[str]:
     problems = []
     if not msgstr:
         return ["untranslated"]
+    if escape_block_start(msgstr) != msgstr:
+        problems.append(f"starts like a markdown block: write {escape_block_start(msgstr)[:12]!r}...")
     source = _MATH.sub(" ", _CODE.sub(" ", msgid))
     target = _MATH.sub(" ", _CODE.sub(" ", msgstr))
     for name, pattern, a, b in (("inline code", _CODE, msgid, msgstr), ("maths", _MATH, _CODE.sub(" ", msgid), _CODE.sub(" ", msgstr))):
@@ -182,7 +194,7 @@ def fill(path: Path, translations: dict[str, str]) -> int:
         raise ValueError(f"translations: {len(unknown)} msgids are not in {path.name}, e.g. {unknown[0][:60]!r}")
     for msgid, msgstr in translations.items():
         message = catalog[msgid]
-        message.string = msgstr
+        message.string = escape_block_start(msgstr)
         message.flags.discard("fuzzy")
         message.previous_id = []
     with open(path, "wb") as f:
