@@ -82,7 +82,7 @@ def discussion() -> str:
     ranking = sorted(vits, key=lambda k: -vits[k]["mean"])
     seeds = sorted({v["seeds"] for v in st.values()})
     seed_line = (f"every step has {seeds[0]} seed{'s' if seeds[0] > 1 else ''}" if len(seeds) == 1 else
-                 f"the steps have {seeds[0]} to {seeds[-1]} seeds so far (the table says which)")
+                 f"the steps have {seeds[0]} to {seeds[-1]} seeds so far, as the table in section 7 shows")
     long_text = ("The long runs are not in the file yet: what 30 and 60 minutes buy is the next "
                  "measurement, and the shipped model's card will carry it.")
     if m["long"]:
