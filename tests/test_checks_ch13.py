@@ -192,9 +192,8 @@ def test_chapter_13_generator_imports_and_its_code_cells_compile():
         i = next(i for i, s in enumerate(sources) if s.startswith(f"# check: {ex}"))
         assert "### BEGIN SOLUTION" in sources[i - 1] and "### END SOLUTION" in sources[i - 1]
         assert call in sources[i]
-    # section 8 is held for the discussion of the committed results: its heading and one sentence
+    # section 8 is the discussion generated from the committed results (its claims: test_small_data.py)
     marked = [c.source for c in ch13.CELLS if c.cell_type == "markdown" and "## 8." in c.source]
-    assert marked == ["## 8. What the data shows\n\n"
-                      "Written from the committed results once all three seeds are in (issue 17)."]
+    assert marked == [ch13.discussion().strip("\n")] and "**The goal.**" in marked[0]
     assert "train_budgeted(" in text and "read_rows()" in text and "planned_runs(" in text
     assert "load_data(" in text and "torch.randn(" not in text  # real images, never noise standing in for data
