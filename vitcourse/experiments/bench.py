@@ -127,11 +127,16 @@ def train_arguments(run: BudgetedRun) -> list[str]:
     field a recipe uses has a flag of the same name."""
     if run.model_overrides:
         raise ValueError(f"run: `vitcourse train` takes no model overrides, got {run.model_overrides!r}")
-    arguments = ["--model", run.model, "--seed", str(run.seed), "--compile", "off"]
+    return ["--model", run.model, "--seed", str(run.seed), "--compile", "off", *recipe_flags(run)]
+
+
+def recipe_flags(run: BudgetedRun) -> list[str]:
+    """The flags of `run`'s recipe options alone (TrainConfig overrides, teacher)."""
+    flags: list[str] = []
     for key, value in run.train_overrides:
         flag = "--" + key.replace("_", "-")
-        arguments += [flag] if value is True else [flag, str(value)]
-    return arguments + (["--teacher", run.teacher] if run.teacher else [])
+        flags += [flag] if value is True else [flag, str(value)]
+    return flags + (["--teacher", run.teacher] if run.teacher else [])
 
 
 def time_to_accuracy(budget_s: float, speed_probe: float, train_size: int | None,
@@ -259,7 +264,7 @@ def main(args: argparse.Namespace) -> int:
             within = result["acc_within_budget"]
             goal = "93%" if role == "best" else "92%, the plain ViT's old goal"
             print(f"   {'best recipe' if role == 'best' else 'reference  '} {run.variant} ({run.model}, "
-                  f"{' '.join(train_arguments(run)[6:]) or 'no recipe options'}): {probe:.0f} images/s probed, "
+                  f"{' '.join(recipe_flags(run)) or 'no recipe options'}): {probe:.0f} images/s probed, "
                   f"{result['epochs']} epochs planned, {result['train_s']:.0f} s of training + evaluation "
                   f"({result['wall_s']:.0f} s with start-up), {100 * result['final_acc']:.2f}% at the end")
             print(f"      within {args.budget_min:g} min: "
