@@ -94,6 +94,14 @@ def strip_volatile_headers(path: Path) -> None:
     path.write_text(HEADER_COMMENT + sep + "".join(lines), encoding="utf-8")
 
 
+def read_catalog(path: Path):
+    """A catalog as babel reads it (the reader Sphinx and sphinx-intl use)."""
+    from babel.messages.pofile import read_po
+
+    with open(path, "rb") as f:
+        return read_po(f)
+
+
 @dataclass(frozen=True)
 class CatalogStats:
     path: Path
@@ -105,10 +113,7 @@ class CatalogStats:
 
 def stats(path: Path) -> CatalogStats:
     """How much of a catalog is translated (babel's reader; the header entry is not a message)."""
-    from babel.messages.pofile import read_po
-
-    with open(path, "rb") as f:
-        catalog = read_po(f)
+    catalog = read_catalog(path)
     messages = [m for m in catalog if m.id]
     fuzzy = sum(1 for m in messages if m.fuzzy)
     untranslated = sum(1 for m in messages if not m.string)
@@ -165,11 +170,8 @@ def message_problems(msgid: str, msgstr: str, lang: str) -> list[str]:
 def check(path: Path) -> list[str]:
     """Every problem of a catalog, one line each: untranslated, fuzzy, or a changed code / maths /
     link / number (see `message_problems`). The language is the catalog's folder (ko, ja)."""
-    from babel.messages.pofile import read_po
-
     lang = path.parents[1].name
-    with open(path, "rb") as f:
-        catalog = read_po(f)
+    catalog = read_catalog(path)
     out = []
     for m in catalog:
         if not m.id:
@@ -185,10 +187,9 @@ def fill(path: Path, translations: dict[str, str]) -> int:
     """Set the translation of each msgid in `translations` (a dict, e.g. from a JSON file) in the
     catalog at `path`, clearing its fuzzy mark; returns how many were set. An unknown msgid is an
     error: it means the English text moved on (run `update` first)."""
-    from babel.messages.pofile import read_po, write_po
+    from babel.messages.pofile import write_po
 
-    with open(path, "rb") as f:
-        catalog = read_po(f)
+    catalog = read_catalog(path)
     unknown = [k for k in translations if k not in catalog]
     if unknown:
         raise ValueError(f"translations: {len(unknown)} msgids are not in {path.name}, e.g. {unknown[0][:60]!r}")
@@ -270,10 +271,7 @@ def edition_notebook(path: Path, lang: str, translate: Callable[[str], str]):
 def catalog_lookup(path: Path) -> Callable[[str], str]:
     """A function msgid -> msgstr of a catalog; a message it lacks or has untranslated is an error
     (the chapter changed since `update`, or the catalog is not finished)."""
-    from babel.messages.pofile import read_po
-
-    with open(path, "rb") as f:
-        strings = {m.id: m.string for m in read_po(f) if m.id and m.string and not m.fuzzy}
+    strings = {m.id: m.string for m in read_catalog(path) if m.id and m.string and not m.fuzzy}
 
     def translate(message: str) -> str:
         if message not in strings:
