@@ -403,8 +403,8 @@ CIFAR-100.
 ### Exercise 13.1: sequence pooling
 
 Given the encoder's output tokens $x$ (B, N, D) and the weight (1, D) and bias (1,) of $g$, return
-the pooled features (B, D). The softmax runs over the **tokens**: each image's $N$ weights sum to
-1. (Then a question to think about: does the bias change the result?)
+the pooled features (B, D). The softmax runs over the **tokens**: each image's $N$ weights
+sum to 1. (Then a question to think about: does the bias change the result?)
 """),
     code(r"""
 def my_seq_pool(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
