@@ -7,8 +7,13 @@ widgets and request nothing outside the machine; no internal link may be broken.
 checks the same machinery (widget, math, figure, Colab badge) whatever the chapters contain, and
 that a failing notebook fails the build.
 
+The site holds the three editions (English at the root, ko/ and ja/ from the catalogs in
+locales/): every page of each gets the same checks, its text must be in its language, and the
+language switcher must lead to the same page in the other editions.
+
 To check a site you already built (`make book`), set VITCOURSE_BOOK_HTML=_build/html.
-Screenshots of the landing page and two chapters land in _build/screenshots/ for a person to see.
+Screenshots of the landing page and two chapters (and of chapter 06 in each edition) land in
+_build/screenshots/ for a person to see.
 """
 from __future__ import annotations
 
@@ -36,8 +41,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from tools.book import build, chapters, first_heading, toc
-from tools.book_sphinx import LOCAL_IMAGES
+from tools.book import EDITIONS, Edition, build, chapters, first_heading, toc
+from tools.book_sphinx import LOCAL_IMAGES, SWITCHER_CLASS
 from tools.nbbuild import colab_url
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -333,7 +338,7 @@ def built(tmp_path_factory) -> Path:
         path = Path(prebuilt).resolve()
         assert (path / "index.html").is_file(), f"VITCOURSE_BOOK_HTML={prebuilt}: no index.html"
         return path
-    return build(fast=True, out=tmp_path_factory.mktemp("book") / "_build")
+    return build(fast=True, out=tmp_path_factory.mktemp("book") / "_build", lang="all")
 
 
 @pytest.fixture(scope="module")
@@ -474,51 +479,182 @@ def test_a_failing_notebook_fails_the_build(tmp_path):
         build(source=src, out=tmp_path / "_build")
 
 
+def write_catalog(path: Path, translations: dict[str, str], lang: str) -> None:
+    from babel.messages.catalog import Catalog
+    from babel.messages.pofile import write_po
+
+    catalog = Catalog(locale=lang)
+    for msgid, msgstr in translations.items():
+        catalog.add(msgid, msgstr)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        write_po(f, catalog)
+
+
+def test_editions_share_one_run_and_carry_the_translated_prose(tmp_path):
+    runs = tmp_path / "runs.txt"
+    src = write_demo(tmp_path / "src", [
+        nbformat.v4.new_markdown_cell("# 01 · Demo chapter\n\nA patch is a token."),
+        nbformat.v4.new_code_cell(f"with open({str(runs)!r}, 'a') as f:\n    f.write('run\\n')\n"
+                                  "print('patch grid 7x7')")])
+    locales = tmp_path / "locales"
+    write_catalog(locales / "ko" / "LC_MESSAGES" / "01_demo.po",
+                  {"01 · Demo chapter": "01 · 데모 장", "A patch is a token.": "패치는 토큰입니다."}, "ko")
+    html_dir = build(fast=True, source=src, out=tmp_path / "_build", lang="en,ko", locales=locales)
+    assert runs.read_text().splitlines() == ["run"], "the ko edition executed the notebook again"
+    en = (html_dir / "01_demo.html").read_text(encoding="utf-8")
+    ko = (html_dir / "ko" / "01_demo.html").read_text(encoding="utf-8")
+    assert '<html lang="ko"' in ko and '<html lang="en"' in en
+    assert "패치는 토큰입니다." in ko and "A patch is a token." not in ko
+    assert "A patch is a token." in en
+    assert ko.count("patch grid 7x7") == en.count("patch grid 7x7") >= 1  # the one run's output
+    assert "01 · 데모 장" in parse(ko).title
+    # a page without a catalog stays English (as Sphinx leaves any untranslated message)
+    assert "Demo book" in (html_dir / "ko" / "index.html").read_text(encoding="utf-8")
+    # rebuilding only ko replaces it and keeps the English site
+    build(fast=True, source=src, out=tmp_path / "_build", lang="ko", locales=locales)
+    assert (html_dir / "01_demo.html").is_file() and (html_dir / "ko" / "01_demo.html").is_file()
+    assert runs.read_text().splitlines() == ["run", "run"], "a new build must execute afresh"
+
+
+def test_build_rejects_an_unknown_edition(tmp_path):
+    with pytest.raises(ValueError, match="lang must be 'all' or a comma-separated list"):
+        build(source=write_demo(tmp_path / "src", DEMO_NOTEBOOK), out=tmp_path / "_build", lang="fr")
+
+
+CJK_SAMPLES = {"ko": "한국어 패치 어텐션 위치 임베딩", "ja": "日本語 パッチ 位置埋め込み 自己注意"}
+MISSING = "\u0378"  # an unassigned code point: every font draws it as the missing-glyph box
+
+
+@pytest.mark.parametrize("lang", sorted(CJK_SAMPLES))
+def test_the_editions_script_is_drawn_with_a_real_font_not_missing_glyph_boxes(tmp_path, lang):
+    """The browser draws Korean / Japanese text with real glyphs: without a CJK font (Debian's
+    fonts-noto-cjk, which .ci/run installs) every character would be the same "tofu" box, and
+    the line would look exactly like a line of missing glyphs."""
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    sample = CJK_SAMPLES[lang]
+    boxes = "".join(MISSING if ch != " " else " " for ch in sample)
+    for name, text in (("text", sample), ("boxes", boxes)):
+        (pages / f"{name}.html").write_text(
+            f'<!doctype html><html lang="{lang}"><meta charset="utf-8"><body style="margin:0;'
+            f'background:#fff"><p style="font-size:40px;margin:10px">{text}</p></body></html>',
+            encoding="utf-8")
+    site = Site(pages, tmp_path)
+    try:
+        shots = {name: site.screenshot(f"{name}.html", tmp_path / f"{name}.png") for name in ("text", "boxes")}
+    finally:
+        site.close()
+    with Image.open(shots["text"]) as text, Image.open(shots["boxes"]) as boxes:
+        a, b = text.convert("L"), boxes.convert("L")
+        assert sum(a.histogram()[:128]) > 500, f"{lang}: the sample drew (almost) no ink"
+        diff = sum(1 for x, y in zip(a.getdata(), b.getdata()) if abs(x - y) > 64)
+    assert diff > 2000, (f"{lang}: the text looks like missing-glyph boxes ({diff} pixels differ): "
+                         "install a CJK font, e.g. `sudo apt-get install fonts-noto-cjk`")
+
+
 # -- the real book -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("chapter", CHAPTERS, ids=[p.stem for p in CHAPTERS])
-def test_chapter_page_in_the_browser(site, built, chapter):
-    page = site.page(f"{chapter.stem}.html")
-    heading = first_heading(chapter)
+EDITION_CHAPTERS = [(e, c) for e in EDITIONS.values() for c in CHAPTERS]
+# The share of letters in the edition's script a translated page must show (its code and
+# outputs stay English; a page left untranslated shows ~0).
+SCRIPTS = {"ko": re.compile(r"[\uac00-\ud7a3]"), "ja": re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")}
+
+
+def edition_path(edition: Edition, name: str) -> str:
+    return f"{edition.folder}/{name}" if edition.folder else name
+
+
+def titles(edition: Edition) -> dict[str, str]:
+    return {c["file"]: c["title"] for part in toc(edition=edition)["parts"] for c in part["chapters"]
+            if c.get("title")}
+
+
+def check_switcher(site: Site, page: Page, edition: Edition, pagename: str) -> None:
+    """The switcher names every edition; the others link to this page in their folder."""
+    nav = page.html.split(f'class="{SWITCHER_CLASS}"', 1)
+    assert len(nav) == 2, f"{page.url}: no language switcher"
+    nav_html = nav[1].split("</nav>", 1)[0]
+    links = {a.get("hreflang"): a["href"] for tag, a in parse(nav_html).tags if tag == "a"}
+    assert set(links) == set(EDITIONS) - {edition.lang}, f"{page.url}: switcher links {links}"
+    for lang, href in links.items():
+        expected = site.base + edition_path(EDITIONS[lang], f"{pagename}.html")
+        assert urljoin(page.url, href) == expected, f"{page.url}: {lang} -> {href}, not {expected}"
+
+
+def check_language(page: Page, edition: Edition) -> None:
+    tag = next(a for t, a in parse(page.html).tags if t == "html")
+    assert tag.get("lang") == edition.lang, f"{page.url}: <html lang={tag.get('lang')!r}>"
+    if edition.lang in SCRIPTS:
+        main = page.dom.split('id="main-content"', 1)[-1]
+        text = "".join(parse(main).text)
+        letters = sum(ch.isalpha() for ch in text)
+        share = len(SCRIPTS[edition.lang].findall(text)) / max(letters, 1)
+        assert share > 0.3, f"{page.url}: only {share:.0%} of the letters are {edition.name}"
+
+
+@pytest.mark.parametrize("edition,chapter", EDITION_CHAPTERS,
+                         ids=[f"{e.lang}-{c.stem}" for e, c in EDITION_CHAPTERS])
+def test_chapter_page_in_the_browser(site, built, edition, chapter):
+    page = site.page(edition_path(edition, f"{chapter.stem}.html"))
+    heading = titles(edition)[chapter.stem]
     dom = parse(page.dom)
     assert heading in html.unescape(dom.title), f"title {dom.title!r} lacks {heading!r}"
     check_offline(page)
     check_math(page)
     check_widgets(page)
+    check_switcher(site, page, edition, chapter.stem)
+    check_language(page, edition)
+    # Every edition shows the figures of the one run (the editions share the execution).
     executed = built.parent / "jupyter_execute" / chapter.name
     check_images(site, page, figures=image_outputs(executed) if executed.is_file() else None)
     # Launch button (from book.yml's repository; the theme's launch menu, not the badge) and the
-    # badge, served by the site itself.
+    # badge, served by the site itself; both open the edition's own notebook.
     # (read from the page as built: Bootstrap's tooltip script moves `title` away in the browser)
+    target = colab_url(edition_path(edition, chapter.name))
     launch = [a for tag, a in parse(page.html).tags if tag == "a"
-              and a.get("href") == colab_url(chapter.name) and "colab" in a.get("title", "").lower()
+              and a.get("href") == target and "colab" in a.get("title", "").lower()
               and "dropdown-item" in a.get("class", "").split()]
-    assert launch, "no Colab launch button for this notebook"
-    assert any(tag == "img" and a.get("alt") == "Open In Colab" and not is_external(
+    assert launch, f"no Colab launch button for {target}"
+    badge_links = [a for tag, a in dom.tags if tag == "a" and a.get("href", "").startswith(
+        "https://colab.research.google.com/github/")]
+    assert badge_links and all(a["href"] == target for a in badge_links), \
+        f"badge links {[a['href'] for a in badge_links]}, expected {target}"
+    assert any(tag == "img" and a.get("src", "").endswith("colab-badge.svg") and not is_external(
         urljoin(page.url, a["src"])) for tag, a in dom.tags), "no local Colab badge"
 
 
-def test_landing_page_lists_every_chapter(site):
-    page = site.page("index.html")
+@pytest.mark.parametrize("edition", EDITIONS.values(), ids=list(EDITIONS))
+def test_landing_page_lists_every_chapter(site, edition):
+    page = site.page(edition_path(edition, "index.html"))
     check_offline(page)
     check_math(page)
+    check_switcher(site, page, edition, "index")
+    check_language(page, edition)
     # the chapter list in the page's own text (the sidebar lists them on every page anyway)
     main = page.dom.split('id="main-content"', 1)[-1]
     hrefs = {a.get("href", "").split("#")[0] for tag, a in parse(main).tags if tag == "a"}
     missing = [p.stem for p in CHAPTERS if f"{p.stem}.html" not in hrefs]
     assert not missing, f"landing page does not link to {missing}"
     text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", main)).split())  # code blocks included
+    if edition.folder:
+        assert "make lab" in text and "make test" in text, "the landing page lacks the two commands"
+        return
     for said in ("Who it is for", "Prerequisites", "How to run it", "make lab", "make test", "Colab",
                  "Fashion-MNIST"):
         assert said in text, f"the landing page does not say {said!r}"
 
 
-def test_instructors_page_loads_offline(site):
-    page = site.page("instructors.html")
-    assert "instructors" in html.unescape(parse(page.dom).title).lower()
+@pytest.mark.parametrize("edition", EDITIONS.values(), ids=list(EDITIONS))
+def test_instructors_page_loads_offline(site, edition):
+    page = site.page(edition_path(edition, "instructors.html"))
     check_offline(page)
+    check_switcher(site, page, edition, "instructors")
+    check_language(page, edition)
     text = html.unescape(re.sub(r"<[^>]+>", "", page.dom))  # code is split into highlighted spans
-    assert "python -m vitcourse grade" in text and "Exercises" in text
+    assert "python -m vitcourse grade" in text
+    if not edition.folder:
+        assert "instructors" in html.unescape(parse(page.dom).title).lower() and "Exercises" in text
 
 
 def test_no_page_fetches_anything_from_outside(built):
@@ -546,8 +682,8 @@ def test_no_internal_link_is_broken(built):
     broken = []
     # The site's pages; _static/ holds the theme's Jinja templates (.html), not pages.
     pages = sorted(p for p in built.rglob("*.html")
-                   if p.relative_to(built).parts[0] not in {"_static", "vendor"})
-    assert len(pages) >= len(CHAPTERS) + 1
+                   if not {"_static", "vendor"} & set(p.relative_to(built).parts))
+    assert len(pages) >= len(EDITIONS) * (len(CHAPTERS) + 1)
     for path in pages:
         parsed = parse(path.read_text(encoding="utf-8"))
         refs = [a["href"] for tag, a in parsed.tags if tag in {"a", "link"} and a.get("href")]
@@ -571,7 +707,9 @@ def test_screenshots_of_landing_page_and_two_chapters(site):
     # chapter 01 (figures, math), 06 (the widgets) and the last one
     chosen = [f"{p.stem}.html" for p in CHAPTERS[1:2] + [p for p in CHAPTERS if p.name.startswith("06")]
               + CHAPTERS[-1:]]
-    shots = list(dict.fromkeys(["index.html", *chosen]))
+    editions_06 = [edition_path(e, p.name) for e in EDITIONS.values() if e.folder for p in
+                   map(Path, chosen) if p.name.startswith("06")]
+    shots = list(dict.fromkeys(["index.html", *chosen, *editions_06]))
     for rel in shots:
         path = site.screenshot(rel, SCREENSHOTS / rel.replace(".html", ".png"))
         with Image.open(path) as img:

@@ -10,7 +10,9 @@ Loaded by Jupyter Book through ``book.yml`` (``sphinx.local_extensions``). It
   cell) by that copy, at build time: the notebooks keep the public URL, which GitHub and Colab
   show as usual;
 - leaves out the Colab set-up cell (tag ``colab-setup``) from the pages: it does nothing outside
-  Colab, and the Colab button opens the notebook with it.
+  Colab, and the Colab button opens the notebook with it;
+- puts the language switcher at the top of every page: the same page in each edition
+  (``vitcourse_editions``, set per edition by tools/book.py; absent, no switcher).
 """
 from __future__ import annotations
 
@@ -64,6 +66,38 @@ def _remove_setup_cell(app: Sphinx, docname: str, source: list[str]) -> None:
     source[0] = json.dumps(nb)
 
 
+SWITCHER_CLASS = "vitcourse-editions"
+
+
+def edition_href(pagename: str, here: str, there: str) -> str:
+    """Relative URL from page `pagename` of the edition in site folder `here` ('' for the site's
+    root) to the same page of the edition in folder `there`."""
+    up = "../" * (pagename.count("/") + (1 if here else 0))
+    return f"{up}{there + '/' if there else ''}{pagename}.html"
+
+
+def switcher_html(pagename: str, current: str, editions: dict[str, list[str]]) -> str:
+    """The switcher's HTML: one link per edition, the current one marked (no link)."""
+    here = editions[current][0]
+    items = []
+    for lang, (folder, name) in editions.items():
+        if lang == current:
+            items.append(f'<strong aria-current="page" lang="{lang}">{name}</strong>')
+        else:
+            items.append(f'<a href="{edition_href(pagename, here, folder)}" hreflang="{lang}" '
+                         f'lang="{lang}">{name}</a>')
+    return (f'<nav class="{SWITCHER_CLASS}" aria-label="Language / 언어 / 言語" '
+            'style="text-align:right;font-size:0.9em;margin-bottom:0.5em">'
+            + " · ".join(items) + "</nav>\n")
+
+
+def _add_switcher(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
+    editions = app.config.vitcourse_editions
+    if not editions or doctree is None or "body" not in context:
+        return  # no editions configured, or a generated page (search, index)
+    context["body"] = switcher_html(pagename, app.config.vitcourse_edition, editions) + context["body"]
+
+
 def _add_extra_path(app: Sphinx, config: Config) -> None:
     extra = str(EXTRA)
     if extra not in config.html_extra_path:
@@ -71,7 +105,10 @@ def _add_extra_path(app: Sphinx, config: Config) -> None:
 
 
 def setup(app: Sphinx) -> dict:
+    app.add_config_value("vitcourse_edition", "en", "html")
+    app.add_config_value("vitcourse_editions", {}, "html")
     app.connect("config-inited", _add_extra_path)
+    app.connect("html-page-context", _add_switcher)
     app.connect("source-read", _remove_setup_cell)
     app.add_transform(LocalImages)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -4,6 +4,9 @@
     .venv/bin/python tools/translations.py stats    # messages, translated, untranslated, fuzzy per catalog
     .venv/bin/python tools/translations.py check [CATALOG ...]   # every problem, one line each
     .venv/bin/python tools/translations.py fill CATALOG FILE.json  # set {msgid: msgstr} translations
+    .venv/bin/python tools/translations.py editions # catalogs -> notebooks/{ko,ja}/NN_name.ipynb
+    .venv/bin/python tools/translations.py stale    # catalogs whose messages differ from the English
+    .venv/bin/python tools/translations.py messages # the checks' messages -> vitcourse/locales/*.po, .mo
 
 ``update`` runs the book's own Sphinx configuration (book.yml, nothing executed) with the
 ``gettext`` builder into ``_build/gettext/*.pot``, one template per page (every chapter's markdown
@@ -28,7 +31,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tools.book import CONFIG, NOTEBOOKS, write_toc  # noqa: E402
+from tools.book import CONFIG, NOTEBOOKS, read_config, write_toc  # noqa: E402
 
 LOCALES = ROOT / "locales"
 LANGUAGES: tuple[str, ...] = ("ko", "ja")
@@ -38,12 +41,9 @@ POT_DIR = ROOT / "_build" / "gettext"
 def gettext_config(out: Path) -> Path:
     """book.yml for the gettext builder: nothing executed (only markdown is extracted), no source
     locations or UUIDs in the templates (they would make every catalog differ per machine)."""
-    config = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+    config = read_config(CONFIG)
     config["execute"]["execute_notebooks"] = "off"
-    sphinx = config.setdefault("sphinx", {})
-    # local extensions are found relative to the config file, which is written elsewhere here
-    sphinx["local_extensions"] = {name: str((CONFIG.parent / folder).resolve())
-                                  for name, folder in sphinx.get("local_extensions", {}).items()}
+    sphinx = config["sphinx"]
     sphinx.setdefault("config", {}).update(project="vitcourse", gettext_location=False, gettext_uuid=False,
                                            gettext_last_translator="vitcourse", gettext_compact=True)
     path = out / "gettext_book.yml"
@@ -195,7 +195,8 @@ def fill(path: Path, translations: dict[str, str]) -> int:
         raise ValueError(f"translations: {len(unknown)} msgids are not in {path.name}, e.g. {unknown[0][:60]!r}")
     for msgid, msgstr in translations.items():
         message = catalog[msgid]
-        message.string = escape_block_start(msgstr)
+        # (the chapters' messages are parsed as markdown by Sphinx, the checks' are plain text)
+        message.string = msgstr if path.name == "vitcourse.po" else escape_block_start(msgstr)
         message.flags.discard("fuzzy")
         message.previous_id = []
     with open(path, "wb") as f:
@@ -255,15 +256,27 @@ def translate_markdown(source: str, translate: Callable[[str], str]) -> str:
     return "\n".join(lines)
 
 
+SETUP_TAG = "colab-setup"  # tools/nbbuild.py's Colab set-up cell
+SETUP_CD = re.compile(r"^(\s*%cd \S+/notebooks)$", re.M)
+
+
 def edition_notebook(path: Path, lang: str, translate: Callable[[str], str]):
     """The `lang` edition of an English chapter: every markdown cell translated, every code cell
-    (and the cell ids, so that grading and nbval address the same cells) as it is."""
+    (and the cell ids, so that grading and nbval address the same cells) as it is, but for the
+    Colab set-up cell's last line, which enters notebooks/<lang>/ (where the exercise checks read
+    the language from, as they do locally, where Jupyter starts the kernel in the notebook's
+    folder)."""
     import nbformat
 
     notebook = nbformat.read(str(path), as_version=4)
     for cell in notebook.cells:
         if cell.cell_type == "markdown":
             cell.source = translate_markdown(cell.source, translate)
+        elif SETUP_TAG in cell.get("metadata", {}).get("tags", []):
+            cell.source, n = SETUP_CD.subn(rf"\1/{lang}", cell.source)
+            if n != 1:
+                raise ValueError(f"{path.name}: the Colab set-up cell must end in `%cd .../notebooks`, "
+                                 f"got {cell.source.splitlines()[-1]!r}")
     notebook.metadata["language"] = lang
     return notebook
 
@@ -276,28 +289,154 @@ def catalog_lookup(path: Path) -> Callable[[str], str]:
     def translate(message: str) -> str:
         if message not in strings:
             raise KeyError(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}: no translation of "
-                           f"{message[:70]!r}: run `make translations` and translate it")
+                           f"{message[:70]!r}: translate it there (`tools/translations.py check` lists "
+                           "every such message), then run `make translations` again")
         return strings[message]
     return translate
 
 
-def write_editions(languages: tuple[str, ...] = LANGUAGES, source: Path = NOTEBOOKS,
-                   locales: Path = LOCALES) -> list[Path]:
-    """notebooks/<lang>/NN_name.ipynb for every chapter whose catalog exists; returns them."""
+def editions(languages: tuple[str, ...] = LANGUAGES, source: Path = NOTEBOOKS,
+             locales: Path = LOCALES) -> dict[Path, str]:
+    """{notebooks/<lang>/NN_name.ipynb: its text} for every chapter and language, generated from
+    the English chapter and its catalog (deterministic: the same inputs give the same bytes)."""
     import nbformat
 
     from tools.book import chapters
 
-    written = []
+    out = {}
     for lang in languages:
         for chapter in chapters(source):
             catalog = locales / lang / "LC_MESSAGES" / f"{chapter.stem}.po"
+            if not catalog.is_file():
+                raise FileNotFoundError(f"{catalog}: no catalog for {chapter.name}: run `make translations`")
             notebook = edition_notebook(chapter, lang, catalog_lookup(catalog))
-            out = source / lang / chapter.name
-            out.parent.mkdir(parents=True, exist_ok=True)
-            nbformat.write(notebook, str(out))
-            written.append(out)
+            out[source / lang / chapter.name] = nbformat.writes(notebook) + "\n"
+    return out
+
+
+def write_editions(languages: tuple[str, ...] = LANGUAGES, source: Path = NOTEBOOKS,
+                   locales: Path = LOCALES) -> list[Path]:
+    """Write notebooks/<lang>/NN_name.ipynb for every chapter (and remove the editions of chapters
+    that no longer exist); returns the notebooks written."""
+    generated = editions(languages, source, locales)
+    for lang in languages:
+        for old in (source / lang).glob("*.ipynb"):
+            if old not in generated:
+                old.unlink()
+    for path, text in generated.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return list(generated)
+
+
+def stale(languages: tuple[str, ...] = LANGUAGES, locales: Path = LOCALES,
+          pot_dir: Path = POT_DIR) -> list[str]:
+    """The catalogs whose messages are not the English text of today (a chapter changed and
+    `make translations` was not run), one line each; [] when all are current."""
+    problems = []
+    for pot in extract(pot_dir):
+        english = {m.id for m in read_catalog(pot) if m.id}
+        for lang in languages:
+            path = locales / lang / "LC_MESSAGES" / f"{pot.stem}.po"
+            if not path.is_file():
+                problems.append(f"{lang}/{path.name}: missing")
+                continue
+            have = {m.id for m in read_catalog(path) if m.id}  # (obsolete ones are not iterated)
+            if have != english:
+                new, gone = sorted(english - have), sorted(have - english)
+                problems.append(f"{lang}/{path.name}: {len(new)} new English messages "
+                                f"{[m[:40] for m in new[:2]]}, {len(gone)} no longer in the chapter")
+    return problems
+
+
+# -- the exercise checks' messages (vitcourse.i18n) ---------------------------------------------
+
+PACKAGE_LOCALES = ROOT / "vitcourse" / "locales"
+MESSAGE_SOURCES = (ROOT / "vitcourse" / "checks", ROOT / "vitcourse" / "i18n.py")
+# `_("...")`, and the title (2nd argument) of `@exercise("01.2", "title", ...)`.
+MESSAGE_KEYWORDS = {"_": None, "exercise": (2,)}
+_FIELD = re.compile(r"\{\{|\}\}|\{[^{}]*\}")
+
+
+def message_templates() -> list[str]:
+    """Every student-visible message template of the checks, in source order, each once."""
+    from babel.messages.extract import extract_from_file
+
+    files = [f for src in MESSAGE_SOURCES for f in (sorted(src.glob("*.py")) if src.is_dir() else [src])]
+    found: list[str] = []
+    for path in files:
+        found += [m[1] for m in extract_from_file("python", str(path), keywords=MESSAGE_KEYWORDS)]
+        if path.name == "i18n.py":  # the confirmation line, a module constant
+            from vitcourse.i18n import PASSED
+            found.append(PASSED)
+    return list(dict.fromkeys(found))
+
+
+def message_catalog_path(lang: str, locales: Path = PACKAGE_LOCALES) -> Path:
+    return locales / lang / "LC_MESSAGES" / "vitcourse.po"
+
+
+def update_messages(languages: tuple[str, ...] = LANGUAGES, locales: Path = PACKAGE_LOCALES) -> list[Path]:
+    """Merge today's templates into vitcourse/locales/<lang>/LC_MESSAGES/vitcourse.po (new ones
+    untranslated, changed ones fuzzy, removed ones dropped), and compile each to its .mo."""
+    from babel.messages.catalog import Catalog
+    from babel.messages.pofile import write_po
+
+    template = Catalog(project="vitcourse", fuzzy=False)
+    for message in message_templates():
+        template.add(message)
+    written = []
+    for lang in languages:
+        path = message_catalog_path(lang, locales)
+        catalog = read_catalog(path) if path.is_file() else Catalog(locale=lang, project="vitcourse")
+        catalog.update(template)
+        catalog.obsolete.clear()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as f:
+            write_po(f, catalog, width=-1, no_location=True, omit_header=False)
+        strip_volatile_headers(path)
+        compile_messages(path)
+        written.append(path)
     return written
+
+
+def compiled(path: Path) -> bytes:
+    """The .mo bytes of catalog `path` (fuzzy entries left out, as msgfmt does)."""
+    import io
+
+    from babel.messages.mofile import write_mo
+
+    out = io.BytesIO()
+    write_mo(out, read_catalog(path), use_fuzzy=False)
+    return out.getvalue()
+
+
+def compile_messages(path: Path) -> Path:
+    mo = path.with_suffix(".mo")
+    mo.write_bytes(compiled(path))
+    return mo
+
+
+def fields(template: str) -> list[str]:
+    """The replacement fields of a str.format template ({what}, {got!r}, {x:.3f}), sorted."""
+    return sorted(f for f in _FIELD.findall(template) if f not in ("{{", "}}"))
+
+
+def check_messages(path: Path) -> list[str]:
+    """Problems of a checks' catalog: untranslated, fuzzy, or fields changed (which would make
+    `.format` raise or drop a value)."""
+    problems = []
+    for m in read_catalog(path):
+        if not m.id:
+            continue
+        where = f"{path.parent.parent.name}/vitcourse.po: {m.id[:50]!r}"
+        if not m.string:
+            problems.append(f"{where}: untranslated")
+        elif m.fuzzy:
+            problems.append(f"{where}: fuzzy")
+        elif fields(m.string) != fields(m.id):
+            problems.append(f"{where}: fields {fields(m.string)} instead of {fields(m.id)}")
+    return problems
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -310,12 +449,39 @@ def main(argv: list[str] | None = None) -> int:
     f = sub.add_parser("fill", help="set translations from a JSON file {msgid: msgstr} into a catalog")
     f.add_argument("catalog", type=Path)
     f.add_argument("json", type=Path)
+    sub.add_parser("editions", help="write notebooks/<lang>/ from the English chapters and the catalogs")
+    sub.add_parser("stale", help="list the catalogs whose messages differ from the English text")
+    sub.add_parser("messages", help="extract the exercise checks' messages into vitcourse/locales and compile them")
     args = parser.parse_args(argv)
+    if args.command == "messages":
+        for path in update_messages():
+            s = stats(path)
+            print(f"{path.relative_to(ROOT)}: {s.messages} messages, {s.translated} translated, "
+                  f"{s.untranslated} untranslated, {s.fuzzy} fuzzy")
+        problems = [p for lang in LANGUAGES for p in check_messages(message_catalog_path(lang))]
+        print(f"{len(problems)} problems" + (": translate them (fill works on these catalogs too), "
+                                             "then run `messages` again" if problems else ""))
+        return 0
+    if args.command == "editions":
+        try:
+            written = write_editions()
+        except (KeyError, FileNotFoundError) as err:
+            print(f"translations: {err.args[0]}", file=sys.stderr)
+            return 1
+        print(f"translations: {len(written)} edition notebooks written in "
+              f"{', '.join(f'notebooks/{lang}/' for lang in LANGUAGES)}")
+        return 0
+    if args.command == "stale":
+        problems = stale()
+        print("\n".join(problems) or "every catalog holds today's English text")
+        return 1 if problems else 0
     if args.command == "fill":
         import json
         n = fill(args.catalog, json.loads(args.json.read_text(encoding="utf-8")))
         print(f"{args.catalog}: {n} translations set")
-        problems = check(args.catalog)
+        if args.catalog.name == "vitcourse.po":  # the checks' messages: compiled for the package
+            compile_messages(args.catalog)
+        problems = check_messages(args.catalog) if args.catalog.name == "vitcourse.po" else check(args.catalog)
         print(f"{len(problems)} problems left" + (": run `check` to list them" if problems else ""))
         return 0
     if args.command == "check":

@@ -1,6 +1,8 @@
 """What every exercise check is built from: a decorator that names the exercise and turns the
 student's `NotImplementedError` into a pointer to it, and comparisons that say in plain words what
-is wrong (which quantity, expected vs got, where and by how much)."""
+is wrong (which quantity, expected vs got, where and by how much). The messages come in the
+chapter's language (`vitcourse.i18n`): each is an English template translated before its fields
+are filled."""
 from __future__ import annotations
 
 import functools
@@ -9,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
+
+from ..i18n import PASSED, _
 
 
 class ExerciseError(AssertionError):
@@ -146,12 +150,14 @@ def exercise(exercise_id: str, title: str, *, difficulty: str | None = None,
                 check(*args, **kwargs)
             except NotImplementedError as exc:
                 detail = _strip_exercise_prefix(str(exc), exercise_id)
-                detail = detail or "the function still raises NotImplementedError"
+                detail = detail or _("the function still raises NotImplementedError")
                 raise NotImplementedError(
-                    f"Exercise {exercise_id} ({title}) is not implemented yet: {detail}") from None
+                    _("Exercise {exercise_id} ({title}) is not implemented yet: {detail}").format(
+                        exercise_id=exercise_id, title=_(title), detail=detail)) from None
             except ExerciseError as exc:
-                raise ExerciseError(f"Exercise {exercise_id} ({title}): {exc}") from None
-            print(f"Exercise {exercise_id} passed: {title}.")
+                raise ExerciseError(_("Exercise {exercise_id} ({title}): {detail}").format(
+                    exercise_id=exercise_id, title=_(title), detail=exc)) from None
+            print(_(PASSED).format(exercise_id=exercise_id, title=_(title)))
         run.exercise_id = exercise_id  # type: ignore[attr-defined]
         run.title = title  # type: ignore[attr-defined]
         run.difficulty = difficulty  # type: ignore[attr-defined]
@@ -166,7 +172,8 @@ def _as_tensor(what: str, value: Any) -> torch.Tensor:
     try:
         return torch.as_tensor(value)
     except Exception:
-        raise ExerciseError(f"{what} should be a tensor, got {type(value).__name__}") from None
+        raise ExerciseError(_("{what} should be a tensor, got {got}").format(
+            what=what, got=type(value).__name__)) from None
 
 
 def expect_shape(what: str, got: Any, expected: tuple[int, ...]) -> None:
@@ -176,10 +183,11 @@ def expect_shape(what: str, got: Any, expected: tuple[int, ...]) -> None:
     if got_shape != expected:
         hint = ""
         if len(got_shape) >= 2 and got_shape == expected[:-2] + (expected[-1], expected[-2]):
-            hint = " (the last two axes are swapped: a missing or extra transpose?)"
+            hint = _(" (the last two axes are swapped: a missing or extra transpose?)")
         elif sorted(got_shape) == sorted(expected):
-            hint = " (the right sizes in another order: are axes permuted?)"
-        raise ExerciseError(f"{what} has the wrong shape: expected {expected}, got {got_shape}{hint}")
+            hint = _(" (the right sizes in another order: are axes permuted?)")
+        raise ExerciseError(_("{what} has the wrong shape: expected {expected}, got {got}{hint}").format(
+            what=what, expected=expected, got=got_shape, hint=hint))
 
 
 def expect_close(what: str, got: Any, expected: torch.Tensor, atol: float = 1e-5,
@@ -191,7 +199,8 @@ def expect_close(what: str, got: Any, expected: torch.Tensor, atol: float = 1e-5
     e = expected.detach().to(torch.float64).cpu()
     if not torch.isfinite(t).all():
         bad = (~torch.isfinite(t)).nonzero()[0].tolist()
-        raise ExerciseError(f"{what} contains NaN or inf (first at index {tuple(bad)})")
+        raise ExerciseError(_("{what} contains NaN or inf (first at index {index})").format(
+            what=what, index=tuple(bad)))
     diff = (t - e).abs()
     bad = diff > atol + rtol * e.abs()
     if bad.any():
@@ -199,17 +208,19 @@ def expect_close(what: str, got: Any, expected: torch.Tensor, atol: float = 1e-5
         hint = ""
         if t.dim() >= 2 and t.shape[-1] == t.shape[-2] and torch.allclose(t.transpose(-1, -2), e,
                                                                          atol=atol, rtol=rtol):
-            hint = " (it equals the transpose of the expected value: are two axes swapped?)"
-        raise ExerciseError(
-            f"{what} has wrong values at {int(bad.sum())} of {bad.numel()} positions; first at index "
-            f"{first}: expected {e[first].item():.6g}, got {t[first].item():.6g}; largest difference "
-            f"{diff.max().item():.3g}{hint}")
+            hint = _(" (it equals the transpose of the expected value: are two axes swapped?)")
+        raise ExerciseError(_(
+            "{what} has wrong values at {wrong} of {total} positions; first at index {first}: "
+            "expected {expected:.6g}, got {got:.6g}; largest difference {largest:.3g}{hint}").format(
+            what=what, wrong=int(bad.sum()), total=bad.numel(), first=first,
+            expected=e[first].item(), got=t[first].item(), largest=diff.max().item(), hint=hint))
 
 
 def expect_equal(what: str, got: Any, expected: Any) -> None:
     """`got == expected` for plain values (ints, strings, tuples)."""
     if got != expected:
-        raise ExerciseError(f"{what} is wrong: expected {expected!r}, got {got!r}")
+        raise ExerciseError(_("{what} is wrong: expected {expected!r}, got {got!r}").format(
+            what=what, expected=expected, got=got))
 
 
 def expect_true(condition: bool, message: str) -> None:
@@ -227,5 +238,6 @@ def call_student(what: str, student: Callable[..., Any], *args: Any) -> Any:
     except NotImplementedError:
         raise
     except RuntimeError as exc:  # e.g. "mat1 and mat2 shapes cannot be multiplied"
-        raise ExerciseError(f"{what} raised {type(exc).__name__}: {str(exc).splitlines()[0]}; "
-                            "check which axis each step works on") from None
+        raise ExerciseError(_("{what} raised {error}: {detail}; check which axis each step works "
+                              "on").format(what=what, error=type(exc).__name__,
+                                           detail=str(exc).splitlines()[0])) from None

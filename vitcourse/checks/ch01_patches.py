@@ -12,6 +12,7 @@ import torch.nn as nn
 from einops import rearrange
 
 from ._core import ExerciseError, exercise, expect_close, expect_equal, expect_shape, expect_true
+from ..i18n import _
 
 
 def _images(batch: int, channels: int, height: int, width: int, seed: int) -> torch.Tensor:
@@ -33,22 +34,24 @@ def patchify(student_patchify: Callable[[torch.Tensor, int], torch.Tensor]) -> N
         x = _images(b, c, h, w, seed=101 + i)
         expected = reference(x, p)
         got = student_patchify(x.clone(), p)
-        what = f"patchify(images of shape {(b, c, h, w)}, patch_size={p})"
+        what = _("patchify(images of shape {shape}, patch_size={p})").format(shape=(b, c, h, w), p=p)
         if not isinstance(got, torch.Tensor):
-            raise ExerciseError(f"{what} should return a tensor, got {type(got).__name__}")
+            raise ExerciseError(_("{what} should return a tensor, got {got}").format(
+                what=what, got=type(got).__name__))
         if tuple(got.shape) == tuple(expected.shape) and not torch.allclose(got, expected):
             # The most common slips: columns before rows, or channels first inside each patch.
             col_major = rearrange(x, "b c (h p1) (w p2) -> b (w h) (p1 p2 c)", p1=p, p2=p)
             chan_first = rearrange(x, "b c (h p1) (w p2) -> b (h w) (c p1 p2)", p1=p, p2=p)
             if torch.allclose(got, col_major):
-                raise ExerciseError(
-                    f"{what}: the patches come out in column-major order (down the first column "
-                    "first). The paper reads patches row by row: left to right, then top to bottom.")
+                raise ExerciseError(_(
+                    "{what}: the patches come out in column-major order (down the first column "
+                    "first). The paper reads patches row by row: left to right, then top to bottom."
+                ).format(what=what))
             if c > 1 and torch.allclose(got, chan_first):
-                raise ExerciseError(
-                    f"{what}: each patch is flattened channel-first (c, p1, p2). Flatten in "
+                raise ExerciseError(_(
+                    "{what}: each patch is flattened channel-first (c, p1, p2). Flatten in "
                     "(p1, p2, c) order: all channels of a pixel next to each other, as "
-                    "'b c (h p1) (w p2) -> b (h w) (p1 p2 c)' does.")
+                    "'b c (h p1) (w p2) -> b (h w) (p1 p2 c)' does.").format(what=what))
         expect_close(what, got, expected, atol=0, rtol=0)
 
 
@@ -66,16 +69,18 @@ def sequence_length(student_sequence_length: Callable[..., int]) -> None:
         if isinstance(got, torch.Tensor) and got.numel() == 1:
             got = int(got.item())
         if got == expected - int(cls) and cls:
-            raise ExerciseError(f"{what} is wrong: expected {expected}, got {got}. "
-                                "Did you forget the class token, one extra token in front?")
+            raise ExerciseError(_("{what} is wrong: expected {expected}, got {got}. "
+                                  "Did you forget the class token, one extra token in front?").format(
+                what=what, expected=expected, got=got))
         expect_equal(what, got, expected)
     for bad in [(30, 7), ((28, 30), 7)]:
         try:
             student_sequence_length(bad[0], bad[1], class_token=True)
         except ValueError:
             continue
-        raise ExerciseError(f"sequence_length({bad[0]!r}, {bad[1]}) should raise ValueError: the image "
-                            "size is not divisible by the patch size, so the patches do not tile it")
+        raise ExerciseError(_("sequence_length({image_size!r}, {patch_size}) should raise ValueError: "
+                              "the image size is not divisible by the patch size, so the patches do "
+                              "not tile it").format(image_size=bad[0], patch_size=bad[1]))
 
 
 @exercise("01.3", "the convolution trick: a Conv2d equal to patchify + Linear",
@@ -93,20 +98,23 @@ def conv_from_linear(student_conv_from_linear: Callable[[nn.Linear, int, int], n
             expected = linear(reference_patchify(x, p))  # (B, N, D)
         conv = student_conv_from_linear(linear, p, c)
         what = f"conv_from_linear(Linear({p * p * c}, {d}), patch_size={p}, in_channels={c})"
-        expect_true(isinstance(conv, nn.Conv2d), f"{what} should return an nn.Conv2d, got {type(conv).__name__}")
+        expect_true(isinstance(conv, nn.Conv2d), _("{what} should return an nn.Conv2d, got {got}").format(
+            what=what, got=type(conv).__name__))
         expect_equal(f"{what}.kernel_size", tuple(conv.kernel_size), (p, p))
-        expect_equal(f"{what}.stride (patches must not overlap)", tuple(conv.stride), (p, p))
+        expect_equal(_("{what}.stride (patches must not overlap)").format(what=what), tuple(conv.stride),
+                     (p, p))
         expect_shape(f"{what}.weight", conv.weight, (d, c, p, p))
-        expect_true(conv.bias is not None, f"{what} has no bias, but the linear layer has one: copy it")
+        expect_true(conv.bias is not None,
+                    _("{what} has no bias, but the linear layer has one: copy it").format(what=what))
         with torch.no_grad():
             out = conv(x)  # (B, D, H/P, W/P)
         got = out.flatten(2).transpose(1, 2)  # (B, N, D)
-        expect_shape(f"the tokens of {what}", got, tuple(expected.shape))
+        expect_shape(_("the tokens of {what}").format(what=what), got, tuple(expected.shape))
         if not torch.allclose(got, expected, atol=1e-5):
             naive = linear.weight.detach().reshape(d, c, p, p)
             if c > 1 and torch.allclose(conv.weight.detach(), naive):
-                raise ExerciseError(
-                    f"{what}: the weight was reshaped straight to (D, C, P, P), but each row of the "
+                raise ExerciseError(_(
+                    "{what}: the weight was reshaped straight to (D, C, P, P), but each row of the "
                     "linear weight is ordered (p1, p2, c). Reshape to (D, P, P, C) first, then move "
-                    "the channel axis to position 1.")
-        expect_close(f"the tokens of {what}", got, expected, atol=1e-5, rtol=1e-4)
+                    "the channel axis to position 1.").format(what=what))
+        expect_close(_("the tokens of {what}").format(what=what), got, expected, atol=1e-5, rtol=1e-4)

@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 
 from ._core import ExerciseError, exercise, expect_close, expect_true
+from ..i18n import _
 
 
 def _randn(*shape: int, seed: int) -> torch.Tensor:
@@ -19,8 +20,10 @@ def _randn(*shape: int, seed: int) -> torch.Tensor:
 
 def _unpack(what: str, result: object) -> tuple[torch.Tensor, torch.Tensor]:
     if not (isinstance(result, (tuple, list)) and len(result) == 2):
-        raise ExerciseError(f"{what} should return a pair (output, weights), got {type(result).__name__}"
-                            + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else ""))
+        length = (_(" of length {length}").format(length=len(result))
+                  if isinstance(result, (tuple, list)) else "")
+        raise ExerciseError(_("{what} should return a pair (output, weights), got {got}{length}").format(
+            what=what, got=type(result).__name__, length=length))
     return result[0], result[1]
 
 
@@ -44,15 +47,18 @@ def attention(student_attention: Callable[..., tuple[torch.Tensor, torch.Tensor]
             over_queries = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(d), dim=-2)
             wrong_scale = torch.softmax(q @ k.transpose(-2, -1) / d, dim=-1)
             if torch.allclose(w, unscaled, atol=1e-5):
-                raise ExerciseError(f"{what}: the weights are softmax(q kᵀ) without the scale. "
-                                    "Divide the scores by sqrt(d), d = the last size of q.")
+                raise ExerciseError(_("{what}: the weights are softmax(q kᵀ) without the scale. "
+                                      "Divide the scores by sqrt(d), d = the last size of q.").format(
+                    what=what))
             if torch.allclose(w, wrong_scale, atol=1e-5):
-                raise ExerciseError(f"{what}: the scores are divided by d; divide by sqrt(d) instead.")
+                raise ExerciseError(_("{what}: the scores are divided by d; divide by sqrt(d) "
+                                      "instead.").format(what=what))
             if torch.allclose(w, over_queries, atol=1e-5):
-                raise ExerciseError(f"{what}: the softmax runs over the queries (dim=-2). Each query's "
-                                    "weights over the keys must sum to 1: softmax over the last axis.")
-        expect_close(f"the weights of {what}", w, w_ref, atol=1e-5)
-        expect_close(f"the output of {what}", out, out_ref, atol=1e-5)
+                raise ExerciseError(_("{what}: the softmax runs over the queries (dim=-2). Each "
+                                      "query's weights over the keys must sum to 1: softmax over the "
+                                      "last axis.").format(what=what))
+        expect_close(_("the weights of {what}").format(what=what), w, w_ref, atol=1e-5)
+        expect_close(_("the output of {what}").format(what=what), out, out_ref, atol=1e-5)
 
 
 @exercise("02.2", "multi-head self-attention from its two linear layers",
@@ -71,14 +77,15 @@ def multi_head_attention(student_mha: Callable[[torch.Tensor, nn.Linear, nn.Line
             got = student_mha(x.clone(), msa.qkv, msa.proj, heads)
         what = f"multi_head_attention(x {(b, n, dim)}, heads={heads})"
         expect_true(isinstance(got, torch.Tensor),
-                    f"{what} should return a tensor, got {type(got).__name__}")
+                    _("{what} should return a tensor, got {got}").format(what=what, got=type(got).__name__))
         if heads > 1 and got.shape == expected.shape and not torch.allclose(got, expected, atol=1e-5):
             with torch.no_grad():
                 one_head = MultiHeadSelfAttention(dim, 1).eval()
                 one_head.load_state_dict(msa.state_dict())
                 single = one_head(x)
             if torch.allclose(got, single, atol=1e-5):
-                raise ExerciseError(f"{what}: the output equals single-head attention. Split q, k and "
-                                    f"v into {heads} heads of width {dim // heads} before the attention "
-                                    "and scale by sqrt of the head width, not of the model width.")
+                raise ExerciseError(_("{what}: the output equals single-head attention. Split q, k and "
+                                      "v into {heads} heads of width {width} before the attention "
+                                      "and scale by sqrt of the head width, not of the model width.").format(
+                    what=what, heads=heads, width=dim // heads))
         expect_close(what, got, expected, atol=1e-5)

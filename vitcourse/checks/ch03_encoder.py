@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ._core import ExerciseError, exercise, expect_close, expect_true
+from ..i18n import _
 
 
 def _randn(*shape: int, seed: int) -> torch.Tensor:
@@ -25,24 +26,26 @@ def layer_norm(student_layer_norm: Callable[..., torch.Tensor]) -> None:
         weight, bias = _randn(d, seed=50 + i), _randn(d, seed=60 + i)
         eps = 1e-6 if i % 2 == 0 else 1e-5
         expected = F.layer_norm(x, (d,), weight, bias, eps)
-        what = f"layer_norm(x of shape {shape}, eps={eps})"
+        what = _("layer_norm(x of shape {shape}, eps={eps})").format(shape=shape, eps=eps)
         got = student_layer_norm(x.clone(), weight, bias, eps)
-        expect_true(isinstance(got, torch.Tensor), f"{what} should return a tensor, got {type(got).__name__}")
+        expect_true(isinstance(got, torch.Tensor), _("{what} should return a tensor, got {got}").format(
+            what=what, got=type(got).__name__))
         if got.shape == expected.shape and not torch.allclose(got, expected, atol=1e-4):
             dims = tuple(range(x.dim() - 1))
             batch_norm = (x - x.mean(dims, keepdim=True)) / torch.sqrt(x.var(dims, unbiased=False, keepdim=True) + eps)
             unbiased = (x - x.mean(-1, keepdim=True)) / torch.sqrt(x.var(-1, unbiased=True, keepdim=True) + eps)
             if torch.allclose(got, batch_norm * weight + bias, atol=1e-4):
-                raise ExerciseError(f"{what}: the statistics are taken over the batch (that is "
-                                    "BatchNorm). LayerNorm normalises each token over its own features: "
-                                    "mean and variance over the last axis.")
+                raise ExerciseError(_("{what}: the statistics are taken over the batch (that is "
+                                      "BatchNorm). LayerNorm normalises each token over its own "
+                                      "features: mean and variance over the last axis.").format(what=what))
             if torch.allclose(got, unbiased * weight + bias, atol=1e-4):
-                raise ExerciseError(f"{what}: the variance is the unbiased one (divided by d - 1). "
-                                    "LayerNorm divides by d: use var(..., unbiased=False).")
+                raise ExerciseError(_("{what}: the variance is the unbiased one (divided by d - 1). "
+                                      "LayerNorm divides by d: use var(..., unbiased=False).").format(
+                    what=what))
             plain = (x - x.mean(-1, keepdim=True)) / torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + eps)
             if torch.allclose(got, plain, atol=1e-4):
-                raise ExerciseError(f"{what}: the result is normalised but not scaled and shifted: "
-                                    "multiply by weight and add bias at the end.")
+                raise ExerciseError(_("{what}: the result is normalised but not scaled and shifted: "
+                                      "multiply by weight and add bias at the end.").format(what=what))
         expect_close(what, got, expected, atol=1e-4)
 
 
@@ -67,15 +70,16 @@ def encoder_block(student_block_forward: Callable[..., torch.Tensor]) -> None:
             post_norm = block.norm2(post_norm + block.mlp(post_norm))
             no_residual = block.mlp(block.norm2(block.attn(block.norm1(x))))
         what = f"block_forward(EncoderBlock({dim}, {heads}, {mlp}), x {(b, n, dim)})"
-        expect_true(isinstance(got, torch.Tensor), f"{what} should return a tensor, got {type(got).__name__}")
+        expect_true(isinstance(got, torch.Tensor), _("{what} should return a tensor, got {got}").format(
+            what=what, got=type(got).__name__))
         if got.shape == expected.shape and not torch.allclose(got, expected, atol=1e-5):
             if torch.allclose(got, post_norm, atol=1e-5):
-                raise ExerciseError(f"{what}: this is the post-norm block of the original Transformer "
-                                    "(norm after the residual sum). ViT normalises first: "
-                                    "x = x + attn(norm1(x)); x = x + mlp(norm2(x)).")
+                raise ExerciseError(_("{what}: this is the post-norm block of the original "
+                                      "Transformer (norm after the residual sum). ViT normalises first: "
+                                      "x = x + attn(norm1(x)); x = x + mlp(norm2(x)).").format(what=what))
             if torch.allclose(got, no_residual, atol=1e-5):
-                raise ExerciseError(f"{what}: the residual connections are missing: add the input of "
-                                    "each sub-layer to its output.")
+                raise ExerciseError(_("{what}: the residual connections are missing: add the input "
+                                      "of each sub-layer to its output.").format(what=what))
         expect_close(what, got, expected, atol=1e-5)
 
 
@@ -89,15 +93,17 @@ def add_class_token(student_fn: Callable[..., torch.Tensor]) -> None:
         cls = _randn(1, 1, d, seed=810 + i)
         pos = _randn(1, n + 1, d, seed=820 + i)
         expected = torch.cat([cls.expand(b, -1, -1), tokens], dim=1) + pos
-        what = f"add_class_token(tokens {(b, n, d)}, cls_token (1, 1, {d}), pos_embed (1, {n + 1}, {d}))"
+        what = _("add_class_token(tokens {tokens}, cls_token (1, 1, {d}), pos_embed (1, {n1}, {d}))").format(
+            tokens=(b, n, d), d=d, n1=n + 1)
         got = student_fn(tokens.clone(), cls.clone(), pos.clone())
-        expect_true(isinstance(got, torch.Tensor), f"{what} should return a tensor, got {type(got).__name__}")
+        expect_true(isinstance(got, torch.Tensor), _("{what} should return a tensor, got {got}").format(
+            what=what, got=type(got).__name__))
         if got.shape == expected.shape and not torch.allclose(got, expected, atol=1e-6):
             at_end = torch.cat([tokens, cls.expand(b, -1, -1)], dim=1) + pos
             no_pos = torch.cat([cls.expand(b, -1, -1), tokens], dim=1)
             if torch.allclose(got, at_end, atol=1e-6):
-                raise ExerciseError(f"{what}: the class token is at the end; it goes first (index 0), "
-                                    "where the head reads it.")
+                raise ExerciseError(_("{what}: the class token is at the end; it goes first (index 0), "
+                                      "where the head reads it.").format(what=what))
             if torch.allclose(got, no_pos, atol=1e-6):
-                raise ExerciseError(f"{what}: the position embeddings are not added.")
+                raise ExerciseError(_("{what}: the position embeddings are not added.").format(what=what))
         expect_close(what, got, expected, atol=1e-6)

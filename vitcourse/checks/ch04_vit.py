@@ -9,6 +9,7 @@ from typing import Any, Callable
 import torch
 
 from ._core import ExerciseError, exercise, expect_close, expect_true
+from ..i18n import _
 
 
 def _configs() -> list[Any]:
@@ -33,25 +34,28 @@ def param_count(student_param_count: Callable[[Any], int]) -> None:
         got = student_param_count(cfg)
         if isinstance(got, torch.Tensor) and got.numel() == 1:
             got = int(got.item())
-        what = (f"param_count(image {cfg.image_size}, patch {cfg.patch_size}, channels {cfg.in_channels}, "
-                f"classes {cfg.num_classes}, dim {cfg.dim}, depth {cfg.depth}, mlp {cfg.mlp_dim}, pool {cfg.pool!r})")
+        what = _("param_count(image {image_size}, patch {patch_size}, channels {in_channels}, "
+                 "classes {num_classes}, dim {dim}, depth {depth}, mlp {mlp_dim}, pool {pool!r})").format(
+            image_size=cfg.image_size, patch_size=cfg.patch_size, in_channels=cfg.in_channels,
+            num_classes=cfg.num_classes, dim=cfg.dim, depth=cfg.depth, mlp_dim=cfg.mlp_dim, pool=cfg.pool)
         if got == expected:
             continue
         d, n = cfg.dim, (cfg.image_size // cfg.patch_size) ** 2
         hints = {
-            d: "the class token (D parameters) is missing, or counted when pool is 'mean'",
-            -d: "a class token is counted, but with pool='mean' there is none",
-            (n + (cfg.pool == "cls")) * d: "the position embeddings ((N + prefix) x D) are missing",
-            (2 * cfg.depth + 1) * 2 * d: "the LayerNorms (a weight and a bias of size D each: two per "
-                                         "block plus the final one) are missing",
-            2 * cfg.depth * 2 * d: "the two LayerNorms inside each block are missing",
-            2 * d: "the final LayerNorm (2 x D) is missing",
+            d: _("the class token (D parameters) is missing, or counted when pool is 'mean'"),
+            -d: _("a class token is counted, but with pool='mean' there is none"),
+            (n + (cfg.pool == "cls")) * d: _("the position embeddings ((N + prefix) x D) are missing"),
+            (2 * cfg.depth + 1) * 2 * d: _("the LayerNorms (a weight and a bias of size D each: two per "
+                                           "block plus the final one) are missing"),
+            2 * cfg.depth * 2 * d: _("the two LayerNorms inside each block are missing"),
+            2 * d: _("the final LayerNorm (2 x D) is missing"),
             cfg.depth * (3 * d + d + cfg.mlp_dim + d) + d + cfg.num_classes:
-                "the biases are missing (every Linear and the patch convolution has one)",
+                _("the biases are missing (every Linear and the patch convolution has one)"),
         }
         hint = hints.get(expected - got, "") if isinstance(got, int) else ""
-        raise ExerciseError(f"{what} is wrong: expected {expected:,}, got {got!r}"
-                            + (f" (off by {expected - got:,}: {hint})" if hint else ""))
+        off = _(" (off by {off:,}: {hint})").format(off=expected - got, hint=hint) if hint else ""
+        raise ExerciseError(_("{what} is wrong: expected {expected:,}, got {got!r}{off}").format(
+            what=what, expected=expected, got=got, off=off))
 
 
 @exercise("04.1", "assemble the ViT forward pass from the model's parts", difficulty="easy",
@@ -72,8 +76,10 @@ def vit_forward(student_forward: Callable[[Any, torch.Tensor], torch.Tensor]) ->
         with torch.no_grad():
             expected = model(x)
             got = student_forward(model, x.clone())
-        what = f"vit_forward(ViT(dim {cfg.dim}, depth {cfg.depth}), images {tuple(x.shape)})"
-        expect_true(isinstance(got, torch.Tensor), f"{what} should return a tensor, got {type(got).__name__}")
+        what = _("vit_forward(ViT(dim {dim}, depth {depth}), images {shape})").format(
+            dim=cfg.dim, depth=cfg.depth, shape=tuple(x.shape))
+        expect_true(isinstance(got, torch.Tensor), _("{what} should return a tensor, got {got}").format(
+            what=what, got=type(got).__name__))
         if got.shape == expected.shape and not torch.allclose(got, expected, atol=1e-5):
             with torch.no_grad():
                 tokens = model.forward_features(x)  # (B, 1 + N, D), after the final norm
@@ -81,8 +87,10 @@ def vit_forward(student_forward: Callable[[Any, torch.Tensor], torch.Tensor]) ->
                 all_mean = model.head(tokens.mean(1))
                 last = model.head(tokens[:, -1])
             if torch.allclose(got, mean_pooled, atol=1e-5) or torch.allclose(got, all_mean, atol=1e-5):
-                raise ExerciseError(f"{what}: the head gets the mean of the tokens; with a class token "
-                                    "the head reads the class token's output, tokens[:, 0].")
+                raise ExerciseError(_("{what}: the head gets the mean of the tokens; with a class token "
+                                      "the head reads the class token's output, tokens[:, 0].").format(
+                    what=what))
             if torch.allclose(got, last, atol=1e-5):
-                raise ExerciseError(f"{what}: the head reads the last token; the class token is the first one.")
+                raise ExerciseError(_("{what}: the head reads the last token; the class token is the "
+                                      "first one.").format(what=what))
         expect_close(what, got, expected, atol=1e-5)

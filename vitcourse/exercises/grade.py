@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cli_args import CommandError, existing_folder, output_file, output_folder, positive_float
+from ..i18n import PASSED, every_translation
 from .notebook import check_id, parse_notebook, read_notebook
 from .student import NOTEBOOKS
 
@@ -239,8 +240,11 @@ def _check_result(cell: Any, exercise_id: str, status: str, stopped: str | None)
         err = errors[0]
         return False, _clean(f"{err.get('ename', 'Error')}: {err.get('evalue', '')}")
     text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
-    confirmation = re.search(rf"^Exercise {re.escape(exercise_id)} passed.*$", _ANSI.sub("", text),
-                             re.MULTILINE)
+    # the confirmation in any language (a Korean submission prints the Korean line)
+    prefixes = [t.split("{title}")[0].format(exercise_id=exercise_id).strip()
+                for t in every_translation(PASSED)]
+    confirmation = re.search("^(?:" + "|".join(map(re.escape, prefixes)) + ").*$",
+                             _ANSI.sub("", text), re.MULTILINE)
     if confirmation:
         return True, confirmation.group(0).strip()
     return False, "the check cell ran but did not print the exercise's confirmation"
