@@ -12,6 +12,7 @@ from typing import Callable
 import torch
 
 from ._core import ExerciseError, exercise, expect_close, expect_shape, expect_true
+from ..i18n import _
 
 
 def _randn(*shape: int, seed: int) -> torch.Tensor:
@@ -20,7 +21,7 @@ def _randn(*shape: int, seed: int) -> torch.Tensor:
 
 def _attention(layers: int, b: int, h: int, n: int, seed: int) -> list[torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    return [torch.randn(b, h, n, n, generator=g).mul(2.5).softmax(-1) for _ in range(layers)]
+    return [torch.randn(b, h, n, n, generator=g).mul(2.5).softmax(-1) for _i in range(layers)]
 
 
 def _same(a: object, b: torch.Tensor, atol: float = 1e-5) -> bool:
@@ -38,16 +39,19 @@ def position_similarity(student: Callable[[torch.Tensor, tuple[int, int], int], 
         expected = reference(pe, grid, prefix)
         what = f"position_similarity(pos_embed {tuple(pe.shape)}, grid={grid}, num_prefix_tokens={prefix})"
         got = student(pe.clone(), grid, prefix)
-        expect_true(isinstance(got, torch.Tensor), f"{what} should return a tensor, got {type(got).__name__}")
+        expect_true(isinstance(got, torch.Tensor), _("{what} should return a tensor, got {got}").format(
+            what=what, got=type(got).__name__))
         if prefix and got.numel() == (n + prefix) ** 2:
-            raise ExerciseError(f"{what}: the result covers {n + prefix} tokens; leave out the class token "
-                                f"(the first {prefix} row(s) of pos_embed): it has no place on the grid.")
+            raise ExerciseError(_("{what}: the result covers {tokens} tokens; leave out the class token "
+                                  "(the first {prefix} row(s) of pos_embed): it has no place on the "
+                                  "grid.").format(what=what, tokens=n + prefix, prefix=prefix))
         expect_shape(what, got, tuple(expected.shape))
         e = pe[0, prefix:]
         dot = (e @ e.T).reshape(expected.shape)
         if _same(got, dot, atol=1e-4):
-            raise ExerciseError(f"{what}: these are dot products. Cosine similarity divides by both "
-                                "vectors' lengths: normalise each embedding to unit length first.")
+            raise ExerciseError(_("{what}: these are dot products. Cosine similarity divides by both "
+                                  "vectors' lengths: normalise each embedding to unit length "
+                                  "first.").format(what=what))
         expect_close(what, got, expected, atol=1e-5)
 
 
@@ -61,9 +65,11 @@ def rollout(student: Callable[[list[torch.Tensor], str], torch.Tensor]) -> None:
     for i, (layers, b, h, n, fusion) in enumerate(cases):
         atts = _attention(layers, b, h, n, seed=700 + i)
         expected = reference(atts, head_fusion=fusion)
-        what = f"rollout({layers} layer(s) of shape {(b, h, n, n)}, head_fusion={fusion!r})"
+        what = _("rollout({layers} layer(s) of shape {shape}, head_fusion={fusion!r})").format(
+            layers=layers, shape=(b, h, n, n), fusion=fusion)
         got = student([a.clone() for a in atts], fusion)
-        expect_true(isinstance(got, torch.Tensor), f"{what} should return a tensor, got {type(got).__name__}")
+        expect_true(isinstance(got, torch.Tensor), _("{what} should return a tensor, got {got}").format(
+            what=what, got=type(got).__name__))
         expect_shape(what, got, tuple(expected.shape))
         if not _same(got, expected):
             eye = torch.eye(n)
@@ -75,21 +81,23 @@ def rollout(student: Callable[[list[torch.Tensor], str], torch.Tensor]) -> None:
                 wrong_sums = (a / a.sum(-1)[:, None, :]) @ wrong_sums  # column j / row j's sum
                 reversed_order = reversed_order @ (a / a.sum(-1, keepdim=True))
             if _same(got, no_identity):
-                raise ExerciseError(f"{what}: the identity is missing. Add torch.eye(N) to each layer's "
-                                    "attention before renormalising: the residual connection carries each "
-                                    "token through the layer.")
+                raise ExerciseError(_("{what}: the identity is missing. Add torch.eye(N) to each layer's "
+                                      "attention before renormalising: the residual connection carries "
+                                      "each token through the layer.").format(what=what))
             if _same(got, wrong_sums):
-                raise ExerciseError(f"{what}: each column was divided by the sum of a row. Divide every "
-                                    "row by its own sum: a / a.sum(dim=-1, keepdim=True). (With the mean "
-                                    "over heads every row sums to 2 and the mistake hides; the maximum "
-                                    "over heads shows it.)")
+                raise ExerciseError(_("{what}: each column was divided by the sum of a row. Divide every "
+                                      "row by its own sum: a / a.sum(dim=-1, keepdim=True). (With the mean "
+                                      "over heads every row sums to 2 and the mistake hides; the maximum "
+                                      "over heads shows it.)").format(what=what))
             if layers > 1 and _same(got, reversed_order):
-                raise ExerciseError(f"{what}: the layers are multiplied in the wrong order. Later layers "
-                                    "act on what earlier ones produced: result = a_layer @ result.")
+                raise ExerciseError(_("{what}: the layers are multiplied in the wrong order. Later layers "
+                                      "act on what earlier ones produced: result = a_layer @ "
+                                      "result.").format(what=what))
             sums = got.sum(-1)
             if not torch.allclose(sums, torch.ones_like(sums), atol=1e-4):
-                raise ExerciseError(f"{what}: the rows of the rolled-out matrix should sum to 1, got sums "
-                                    f"from {sums.min().item():.4g} to {sums.max().item():.4g}.")
+                raise ExerciseError(_("{what}: the rows of the rolled-out matrix should sum to 1, got sums "
+                                      "from {low:.4g} to {high:.4g}.").format(
+                    what=what, low=sums.min().item(), high=sums.max().item()))
         expect_close(what, got, expected, atol=1e-5)
 
 
@@ -110,18 +118,25 @@ def mean_distance(student: Callable[[torch.Tensor, tuple[int, int], int], float]
         else:
             attn = (_randn(n, n, seed=800 + i) * 2).softmax(-1)
         expected = float(reference([attn[None, None]], grid, p)[0, 0])
-        what = f"mean_distance({kind} attention over a {grid[0]}x{grid[1]} grid, patch_size={p})"
+        what = {  # one whole template per kind of attention map, so that translations can reorder
+            "self": _("mean_distance(self attention over a {rows}x{cols} grid, patch_size={p})"),
+            "uniform": _("mean_distance(uniform attention over a {rows}x{cols} grid, patch_size={p})"),
+            "random": _("mean_distance(random attention over a {rows}x{cols} grid, patch_size={p})"),
+        }[kind].format(rows=grid[0], cols=grid[1], p=p)
         got = student(attn.clone(), grid, p)
         try:
             got = float(got)
         except (TypeError, ValueError, RuntimeError):
-            raise ExerciseError(f"{what} should return a number, got {type(got).__name__}") from None
+            raise ExerciseError(_("{what} should return a number, got {got}").format(
+                what=what, got=type(got).__name__)) from None
         if abs(got - expected) <= 1e-4 * max(1.0, abs(expected)):
             continue
         if kind == "self":
-            raise ExerciseError(f"{what} = {got:.4g}: a patch that attends only to itself looks 0 pixels away.")
+            raise ExerciseError(_("{what} = {got:.4g}: a patch that attends only to itself looks 0 pixels "
+                                  "away.").format(what=what, got=got))
         if expected and abs(got * p - expected) <= 1e-4 * expected:
-            raise ExerciseError(f"{what} = {got:.4g} is in patches; multiply by patch_size for pixels "
-                                f"(expected {expected:.4g}).")
-        raise ExerciseError(f"{what}: expected {expected:.6g} pixels, got {got:.6g}. Weight each key's "
-                            "distance by the attention, sum over keys, then average over queries.")
+            raise ExerciseError(_("{what} = {got:.4g} is in patches; multiply by patch_size for pixels "
+                                  "(expected {expected:.4g}).").format(what=what, got=got, expected=expected))
+        raise ExerciseError(_("{what}: expected {expected:.6g} pixels, got {got:.6g}. Weight each key's "
+                              "distance by the attention, sum over keys, then average over "
+                              "queries.").format(what=what, expected=expected, got=got))

@@ -9,6 +9,7 @@ from typing import Callable
 import torch
 
 from ._core import ExerciseError, exercise, expect_close, expect_equal, expect_shape
+from ..i18n import _
 
 
 @exercise("08.1", "how many tokens a soft split makes along one side", difficulty="easy", minutes=5)
@@ -25,11 +26,13 @@ def soft_split_length(student: Callable[[int, int, int, int], int]) -> None:
             got = int(got.item())
         what = f"soft_split_length(size={size}, kernel={k}, stride={s}, padding={p})"
         if got == (size + 2 * p - k) / s + 1 and got != expected:
-            raise ExerciseError(f"{what} returned {got}, a fraction: a window that does not fit "
-                                "entirely is dropped, so round down with // before adding 1")
+            raise ExerciseError(_("{what} returned {got}, a fraction: a window that does not fit "
+                                  "entirely is dropped, so round down with // before adding 1").format(
+                what=what, got=got))
         if got == (size - k) // s + 1 and p and got != expected:
-            raise ExerciseError(f"{what} returned {got}: the padding adds {p} pixels on *both* sides "
-                                "of the image, so the padded size is size + 2 * padding")
+            raise ExerciseError(_("{what} returned {got}: the padding adds {p} pixels on *both* sides "
+                                  "of the image, so the padded size is size + 2 * padding").format(
+                what=what, got=got, p=p))
         expect_equal(what, got, expected)
 
 
@@ -44,11 +47,14 @@ def soft_split(student: Callable[[torch.Tensor, int, int, int], torch.Tensor]) -
         x = torch.randn(b, c, h, w, generator=g)
         expected = reference(x, k, s, p)
         got = student(x.clone(), k, s, p)
-        what = f"soft_split(images {tuple(x.shape)}, kernel={k}, stride={s}, padding={p})"
+        what = _("soft_split(images {shape}, kernel={k}, stride={s}, padding={p})").format(
+            shape=tuple(x.shape), k=k, s=s, p=p)
         if not isinstance(got, torch.Tensor):
-            raise ExerciseError(f"{what} should return a tensor, got {type(got).__name__}")
+            raise ExerciseError(_("{what} should return a tensor, got {got}").format(
+                what=what, got=type(got).__name__))
         if tuple(got.shape) == tuple(expected.transpose(1, 2).shape) and got.shape != expected.shape:
-            raise ExerciseError(f"{what} has shape {tuple(got.shape)}: F.unfold gives (B, C*k*k, L); "
-                                "tokens go along dim 1, so transpose to (B, L, C*k*k)")
+            raise ExerciseError(_("{what} has shape {shape}: F.unfold gives (B, C*k*k, L); "
+                                  "tokens go along dim 1, so transpose to (B, L, C*k*k)").format(
+                what=what, shape=tuple(got.shape)))
         expect_shape(what, got, tuple(expected.shape))
         expect_close(what, got, expected, atol=1e-6, rtol=0)

@@ -10,6 +10,7 @@ import torch
 from einops import rearrange
 
 from ._core import ExerciseError, exercise, expect_close, expect_shape, expect_true
+from ..i18n import _
 
 
 @exercise("09.1", "partition a feature map into non-overlapping windows",
@@ -25,18 +26,20 @@ def window_partition(student: Callable[[torch.Tensor, int], torch.Tensor]) -> No
         got = student(x.clone(), m)
         what = f"window_partition(x {tuple(x.shape)}, window_size={m})"
         if not isinstance(got, torch.Tensor):
-            raise ExerciseError(f"{what} should return a tensor, got {type(got).__name__}")
+            raise ExerciseError(_("{what} should return a tensor, got {got}").format(
+                what=what, got=type(got).__name__))
         expect_shape(what, got, tuple(expected.shape))
         col_major = rearrange(x, "b (nh m1) (nw m2) c -> (b nw nh) (m1 m2) c", m1=m, m2=m)
         if h != w or h // m > 1:
             if torch.equal(got, col_major) and not torch.equal(got, expected):
-                raise ExerciseError(f"{what}: the windows come out column by column; number them "
-                                    "row by row (left to right, then top to bottom)")
+                raise ExerciseError(_("{what}: the windows come out column by column; number them "
+                                      "row by row (left to right, then top to bottom)").format(what=what))
         naive = x.reshape(-1, m * m, c)
         if torch.equal(got, naive) and not torch.equal(got, expected):
-            raise ExerciseError(f"{what}: a plain reshape cuts the map into runs of M*M consecutive "
-                                "pixels of a row, not M x M squares; split H and W into "
-                                "(windows, M) first and move the two window axes together")
+            raise ExerciseError(_("{what}: a plain reshape cuts the map into runs of M*M consecutive "
+                                  "pixels of a row, not M x M squares; split H and W into "
+                                  "(windows, M) first and move the two window axes together").format(
+                what=what))
         expect_close(what, got, expected, atol=0, rtol=0)
 
 
@@ -51,22 +54,29 @@ def shifted_window_mask(student: Callable[[int, int, int, int], torch.Tensor]) -
         got = student(h, w, m, s)
         what = f"shifted_window_mask(height={h}, width={w}, window_size={m}, shift={s})"
         if not isinstance(got, torch.Tensor):
-            raise ExerciseError(f"{what} should return a tensor, got {type(got).__name__}")
+            raise ExerciseError(_("{what} should return a tensor, got {got}").format(
+                what=what, got=type(got).__name__))
         expect_shape(what, got, tuple(expected.shape))
         allowed = got if got.dtype == torch.bool else got == 0
         if got.dtype != torch.bool:
             expect_true(bool((got[~allowed] <= -50).all()),
-                        f"{what}: masked entries should be a large negative number (-100 or -inf) "
-                        "so that softmax gives them ~0 weight")
+                        _("{what}: masked entries should be a large negative number (-100 or -inf) "
+                          "so that softmax gives them ~0 weight").format(what=what))
         if torch.equal(allowed, ~expected):
-            raise ExerciseError(f"{what} is inverted: tokens from the *same* region may attend")
+            raise ExerciseError(_("{what} is inverted: tokens from the *same* region may attend").format(
+                what=what))
         if s and bool(allowed.all()):
-            raise ExerciseError(f"{what} allows every pair: after the roll, windows at the bottom "
-                                "and right edge hold pixels from opposite sides of the image, "
-                                "which must not attend to each other")
+            raise ExerciseError(_("{what} allows every pair: after the roll, windows at the bottom "
+                                  "and right edge hold pixels from opposite sides of the image, "
+                                  "which must not attend to each other").format(what=what))
         wrong = (allowed != expected).nonzero()
         if len(wrong):
             win, i, j = wrong[0].tolist()
-            raise ExerciseError(f"{what} is wrong at {len(wrong)} of {expected.numel()} entries; "
-                                f"first in window {win}, query token {i}, key token {j}: expected "
-                                f"{'allowed' if expected[win, i, j] else 'masked'}")
+            if expected[win, i, j]:  # whole sentences, so that translations can put the word anywhere
+                message = _("{what} is wrong at {wrong} of {total} entries; first in window {win}, "
+                            "query token {i}, key token {j}: expected allowed")
+            else:
+                message = _("{what} is wrong at {wrong} of {total} entries; first in window {win}, "
+                            "query token {i}, key token {j}: expected masked")
+            raise ExerciseError(message.format(what=what, wrong=len(wrong), total=expected.numel(),
+                                               win=win, i=i, j=j))

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 from ._core import ExerciseError, exercise, expect_equal
+from ..i18n import _
 
 
 @exercise("10.1", "MACs of a ViT forward pass from its shape", difficulty="medium", minutes=20)
@@ -27,10 +28,11 @@ def vit_macs(student: Callable[..., int]) -> None:
         what = f"vit_macs(image_size={s}, patch_size={p}, in_channels={c}, dim={d}, depth={depth}, mlp_dim={mlp}, num_classes={k})"
         n = (s // p) ** 2
         if got == expected - depth * 2 * n * n * d:
-            raise ExerciseError(f"{what} returned {got}: the attention itself is missing, q kᵀ and "
-                                "weights · v cost N·N·D each per block")
+            raise ExerciseError(_("{what} returned {got}: the attention itself is missing, q kᵀ and "
+                                  "weights · v cost N·N·D each per block").format(what=what, got=got))
         if got == expected - n * p * p * c * d:
-            raise ExerciseError(f"{what} returned {got}: the patch embedding (N·P²·C·D) is missing")
+            raise ExerciseError(_("{what} returned {got}: the patch embedding (N·P²·C·D) is "
+                                  "missing").format(what=what, got=got))
         expect_equal(what, got, expected)
 
 
@@ -51,12 +53,15 @@ def pareto_front(student: Callable[[list[tuple[str, float, float]]], list[str]])
         got = student([tuple(r) for r in rows])
         what = f"pareto_front({rows})"
         if got is None or isinstance(got, str):
-            raise ExerciseError(f"{what} should return a list of names, got {got!r}")
+            raise ExerciseError(_("{what} should return a list of names, got {got!r}").format(
+                what=what, got=got))
         got = list(got)
         if set(got) == set(expected) and got != expected:
-            raise ExerciseError(f"{what}: right names, wrong order; keep the input order")
+            raise ExerciseError(_("{what}: right names, wrong order; keep the input order").format(
+                what=what))
         if set(got) > set(expected):
             extra = sorted(set(got) - set(expected))
-            raise ExerciseError(f"{what} includes {extra}, but another model is at least as cheap "
-                                "and at least as accurate (and better in one of the two)")
+            raise ExerciseError(_("{what} includes {extra}, but another model is at least as cheap "
+                                  "and at least as accurate (and better in one of the two)").format(
+                what=what, extra=extra))
         expect_equal(what, got, expected)

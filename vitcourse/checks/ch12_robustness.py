@@ -12,6 +12,7 @@ from typing import Any, Callable
 import torch
 
 from ._core import ExerciseError, call_student, exercise, expect_close, expect_shape
+from ..i18n import _
 
 
 def _number(what: str, value: Any) -> float:
@@ -20,8 +21,9 @@ def _number(what: str, value: Any) -> float:
         return float(value)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
-    raise ExerciseError(f"{what} should return one number (a float), got "
-                        f"{type(value).__name__}{tuple(value.shape) if isinstance(value, torch.Tensor) else ''}")
+    raise ExerciseError(_("{what} should return one number (a float), got {got}{shape}").format(
+        what=what, got=type(value).__name__,
+        shape=tuple(value.shape) if isinstance(value, torch.Tensor) else ''))
 
 
 def _cka_of(x: torch.Tensor, y: torch.Tensor, centre: str = "columns", square: bool = True) -> float:
@@ -54,23 +56,27 @@ def linear_cka(student: Callable[[torch.Tensor, torch.Tensor], Any]) -> None:
         got = _number(what, call_student(what, student, x.clone(), y.clone()))
         expected = float(reference(x, y))
         if _close(got, _cka_of(x, y, centre="none")) and not _close(got, expected):
-            raise ExerciseError(f"{what} = {got:.4f} is CKA without centring: subtract each column's "
-                                f"mean (over the n examples) from X and Y first; expected {expected:.4f}")
+            raise ExerciseError(_("{what} = {got:.4f} is CKA without centring: subtract each column's "
+                                  "mean (over the n examples) from X and Y first; expected {expected:.4f}").format(
+                what=what, got=got, expected=expected))
         if _close(got, _cka_of(x, y, centre="rows")) and not _close(got, expected):
-            raise ExerciseError(f"{what} = {got:.4f} centres each row (example); centre each COLUMN "
-                                f"(feature) over the n examples: X - X.mean(dim=0); expected {expected:.4f}")
+            raise ExerciseError(_("{what} = {got:.4f} centres each row (example); centre each COLUMN "
+                                  "(feature) over the n examples: X - X.mean(dim=0); "
+                                  "expected {expected:.4f}").format(what=what, got=got, expected=expected))
         if _close(got, _cka_of(x, y, square=False)) and not _close(got, expected):
-            raise ExerciseError(f"{what} = {got:.4f} uses ||YᵀX||_F without squaring it: the numerator is "
-                                f"HSIC(K, L) = ||YᵀX||_F², so CKA(X, X) = 1; expected {expected:.4f}")
+            raise ExerciseError(_("{what} = {got:.4f} uses ||YᵀX||_F without squaring it: the numerator is "
+                                  "HSIC(K, L) = ||YᵀX||_F², so CKA(X, X) = 1; expected {expected:.4f}").format(
+                what=what, got=got, expected=expected))
         if not _close(got, expected):
-            raise ExerciseError(f"{what} is wrong: expected {expected:.6f}, got {got:.6f}")
+            raise ExerciseError(_("{what} is wrong: expected {expected:.6f}, got {got:.6f}").format(
+                what=what, expected=expected, got=got))
     # the defining invariances: 1 with itself, unchanged by a rotation and a scaling of one side
     x = torch.randn(30, 6, generator=g, dtype=torch.float64)
-    q, _ = torch.linalg.qr(torch.randn(6, 6, generator=g, dtype=torch.float64))
+    q, _r = torch.linalg.qr(torch.randn(6, 6, generator=g, dtype=torch.float64))
     got = _number("linear_cka(X, 2.5 X Q)", call_student("linear_cka(X, 2.5 X Q)", student, x, 2.5 * x @ q))
     if not _close(got, 1.0):
-        raise ExerciseError(f"linear_cka(X, 2.5 X Q) with Q a rotation should be 1 (CKA ignores rotations and "
-                            f"scale), got {got:.6f}")
+        raise ExerciseError(_("linear_cka(X, 2.5 X Q) with Q a rotation should be 1 (CKA ignores rotations and "
+                              "scale), got {got:.6f}").format(got=got))
 
 
 def _drop_pixels(images: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
@@ -97,26 +103,30 @@ def patch_drop(student: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor
         original = images.clone()
         got = call_student(what, student, images, mask.clone(), p)
         if not isinstance(got, torch.Tensor):
-            raise ExerciseError(f"{what} should return a tensor, got {type(got).__name__}")
+            raise ExerciseError(_("{what} should return a tensor, got {got}").format(
+                what=what, got=type(got).__name__))
         expect_shape(what, got, (b, h, w))
         if not torch.equal(images, original):
-            raise ExerciseError(f"{what} changed the input images in place; return a new tensor "
-                                "(masked_fill, not masked_fill_), the caller still needs the clean images")
+            raise ExerciseError(_("{what} changed the input images in place; return a new tensor "
+                                  "(masked_fill, not masked_fill_), the caller still needs the clean images").format(
+                what=what))
         if got.dtype != torch.uint8:
-            raise ExerciseError(f"{what} returns {got.dtype}; keep the images uint8 (0..255), as every "
-                                "corruption does, so they go through the model's normalisation like clean ones")
+            raise ExerciseError(_("{what} returns {dtype}; keep the images uint8 (0..255), as every "
+                                  "corruption does, so they go through the model's normalisation like clean "
+                                  "ones").format(what=what, dtype=got.dtype))
         if torch.equal(got, _drop_pixels(images, ~dropped)):
-            raise ExerciseError(f"{what} drops the complement: it blacks out the patches where the mask is "
-                                "False and keeps those where it is True (True = dropped)")
+            raise ExerciseError(_("{what} drops the complement: it blacks out the patches where the mask is "
+                                  "False and keeps those where it is True (True = dropped)").format(what=what))
         # the usual wrong reshape: (B, gh, gw, p, p) laid straight into (B, H, W) without moving axes
         blocks = mask[:, :, :, None, None].expand(b, h // p, w // p, p, p).reshape(b, h, w)
         if torch.equal(got, _drop_pixels(images, blocks)):
-            raise ExerciseError(f"{what} blacks out horizontal stripes, not squares: the mask was expanded to "
-                                "(B, gh, gw, p, p) and reshaped to (B, H, W) without moving the axes, so "
-                                "each patch's p*p pixels land in consecutive rows instead of a p x p square; "
-                                "repeat each mask entry along rows and columns (repeat_interleave on axes 1 "
-                                "and 2, or einops 'b gh gw -> b (gh p1) (gw p2)')")
+            raise ExerciseError(_("{what} blacks out horizontal stripes, not squares: the mask was expanded to "
+                                  "(B, gh, gw, p, p) and reshaped to (B, H, W) without moving the axes, so "
+                                  "each patch's p*p pixels land in consecutive rows instead of a p x p square; "
+                                  "repeat each mask entry along rows and columns (repeat_interleave on axes 1 "
+                                  "and 2, or einops 'b gh gw -> b (gh p1) (gw p2)')").format(what=what))
         if torch.equal(got, _drop_pixels(images, mask.repeat(1, p, p))):
-            raise ExerciseError(f"{what} tiles the whole mask p x p times (Tensor.repeat) instead of "
-                                "repeating each entry p times along rows and columns (repeat_interleave)")
+            raise ExerciseError(_("{what} tiles the whole mask p x p times (Tensor.repeat) instead of "
+                                  "repeating each entry p times along rows and columns (repeat_interleave)").format(
+                what=what))
         expect_close(what, got.to(torch.int64), expected.to(torch.int64), atol=0, rtol=0)

@@ -14,11 +14,13 @@ import torch
 import torch.nn.functional as F
 
 from ._core import ExerciseError, call_student, exercise, expect_close, expect_shape
+from ..i18n import _
 
 
 def _tensor(what: str, got: Any) -> torch.Tensor:
     if not isinstance(got, torch.Tensor):
-        raise ExerciseError(f"{what} should return a tensor, got {type(got).__name__}")
+        raise ExerciseError(_("{what} should return a tensor, got {got}").format(
+            what=what, got=type(got).__name__))
     return got
 
 
@@ -43,48 +45,52 @@ def seq_pool(student: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch
         original = x.clone()
         got = _tensor(what, call_student(what, student, x, weight.clone(), bias.clone()))
         if not torch.equal(x, original):
-            raise ExerciseError(f"{what} changed the tokens x in place; compute a new tensor, the "
-                                "encoder's output is still needed")
+            raise ExerciseError(_("{what} changed the tokens x in place; compute a new tensor, the "
+                                  "encoder's output is still needed").format(what=what))
         scores = x @ weight.T + bias  # (B, N, 1)
         expected = sequence_pool(x, scores)  # (B, D)
         if tuple(got.shape) == (b, 1, d):
-            raise ExerciseError(f"{what} returns (B, 1, D): sum over the token axis without keepdim "
-                                "(or squeeze it), the pooled features are one vector (B, D) per image")
+            raise ExerciseError(_("{what} returns (B, 1, D): sum over the token axis without keepdim "
+                                  "(or squeeze it), the pooled features are one vector (B, D) per image").format(
+                what=what))
         expect_shape(what, got, (b, d))
         if _same(got, x.sum(1)):
-            raise ExerciseError(f"{what} returns the plain sum of the tokens: the softmax ran over an axis "
-                                "of size 1 (the scores are (B, N, 1), so dim=-1 is not the token axis); "
-                                "take the softmax over the N tokens, dim=1")
+            raise ExerciseError(_("{what} returns the plain sum of the tokens: the softmax ran over an axis "
+                                  "of size 1 (the scores are (B, N, 1), so dim=-1 is not the token axis); "
+                                  "take the softmax over the N tokens, dim=1").format(what=what))
         if _same(got, x.mean(1)):
-            raise ExerciseError(f"{what} returns the mean of the tokens: that is mean pooling (every token "
-                                "weighted 1/N); sequence pooling weights each token by softmax over the "
-                                "tokens of its score x·wᵀ + b")
+            raise ExerciseError(_("{what} returns the mean of the tokens: that is mean pooling (every token "
+                                  "weighted 1/N); sequence pooling weights each token by softmax over the "
+                                  "tokens of its score x·wᵀ + b").format(what=what))
         gates = torch.softmax(x * weight + bias, dim=-1)  # (B, N, D): a softmax over the channels
         if _same(got, (gates * x).sum(1)) or _same(got, torch.softmax(x, dim=-1).mul(x).sum(1)):
-            raise ExerciseError(f"{what} takes the softmax over the D channels; SeqPool gives each TOKEN "
-                                "one score (x·wᵀ + b, shape (B, N, 1)) and normalises those over the N tokens")
+            raise ExerciseError(_("{what} takes the softmax over the D channels; SeqPool gives each TOKEN "
+                                  "one score (x·wᵀ + b, shape (B, N, 1)) and normalises those over the N "
+                                  "tokens").format(what=what))
         over_batch = (torch.softmax(scores, dim=0) * x).sum(1)
         if _same(got, over_batch):
-            raise ExerciseError(f"{what} takes the softmax over the batch (dim=0): each image's weights must "
-                                "sum to 1 over its own N tokens (dim=1)")
+            raise ExerciseError(_("{what} takes the softmax over the batch (dim=0): each image's weights must "
+                                  "sum to 1 over its own N tokens (dim=1)").format(what=what))
         if _same(got, expected / n):
-            raise ExerciseError(f"{what} is the right average divided by N again: the softmax weights already "
-                                "sum to 1, so sum the weighted tokens instead of taking their mean")
+            raise ExerciseError(_("{what} is the right average divided by N again: the softmax weights already "
+                                  "sum to 1, so sum the weighted tokens instead of taking their mean").format(
+                what=what))
         if _same(got, expected + bias):
-            raise ExerciseError(f"{what} adds the bias to the pooled vector; the bias belongs to the scores, "
-                                "x·wᵀ + b, before the softmax")
+            raise ExerciseError(_("{what} adds the bias to the pooled vector; the bias belongs to the scores, "
+                                  "x·wᵀ + b, before the softmax").format(what=what))
         expect_close(what, got, expected)
     # each image is pooled on its own: changing one image must not move another's output
     x = torch.randn(3, 5, 4, generator=g)
     weight, bias = torch.randn(1, 4, generator=g), torch.tensor([-0.3])
-    what = "seq_pool on a batch of 3 images"
+    what = _("seq_pool on a batch of 3 images")
     first = _tensor(what, call_student(what, student, x.clone(), weight, bias))
     bumped = x.clone()
     bumped[0] += 5.0
     second = _tensor(what, call_student(what, student, bumped, weight, bias))
     if not torch.allclose(first[1:], second[1:], atol=1e-5):
-        raise ExerciseError(f"{what}: changing image 0 changed the output of images 1 and 2; every image's "
-                            "weights come from its own tokens (softmax over dim=1, not over the batch)")
+        raise ExerciseError(_("{what}: changing image 0 changed the output of images 1 and 2; every image's "
+                              "weights come from its own tokens (softmax over dim=1, not over the batch)").format(
+            what=what))
 
 
 def _shifts(x: torch.Tensor, s: int, moves: list[tuple[int, int]], roll: bool = False,
@@ -104,8 +110,13 @@ def _shifts(x: torch.Tensor, s: int, moves: list[tuple[int, int]], roll: bool = 
 
 # where each copy's picture moves, in the package's order: left-up, right-up, left-down, right-down
 _ORDER = [(-1, -1), (-1, 1), (1, -1), (1, 1)]
-_NAMES = {(-1, -1): "left-up", (-1, 1): "right-up", (1, -1): "left-down", (1, 1): "right-down",
-          (0, -1): "left", (0, 1): "right", (-1, 0): "up", (1, 0): "down"}
+
+
+def _move_names() -> dict[tuple[int, int], str]:
+    """The name of every move the check recognises, in the student's language (looked up at each
+    check, since the language can change while the module stays imported)."""
+    return {(-1, -1): _("left-up"), (-1, 1): _("right-up"), (1, -1): _("left-down"), (1, 1): _("right-down"),
+            (0, -1): _("left"), (0, 1): _("right"), (-1, 0): _("up"), (1, 0): _("down")}
 
 
 @exercise("13.2", "the image shifts of shifted patch tokenization", difficulty="medium", minutes=15)
@@ -124,65 +135,72 @@ def shift_images(student: Callable[[torch.Tensor, int], torch.Tensor]) -> None:
             got = _tensor(what, call_student(what, student, x, s))
         except ExerciseError as exc:
             if "size" in str(exc).lower():  # e.g. torch.cat of copies of different sizes
-                raise ExerciseError(f"{exc}. These images are not square (H={h}, W={w}): a pad or slice that "
-                                    "uses H where W belongs (or the reverse) works only for square images") from None
+                raise ExerciseError(_("{error}. These images are not square (H={h}, W={w}): a pad or slice that "
+                                      "uses H where W belongs (or the reverse) works only for square images").format(
+                    error=exc, h=h, w=w)) from None
             raise
         if not torch.equal(x, original):
-            raise ExerciseError(f"{what} changed the input images in place; return a new tensor")
+            raise ExerciseError(_("{what} changed the input images in place; return a new tensor").format(
+                what=what))
         expected = shifted_images(x, s)
         if tuple(got.shape) == (b, 5, c, h, w):
-            raise ExerciseError(f"{what} returns (B, 5, C, H, W): concatenate along the channels "
-                                "(torch.cat(..., dim=1)) instead of stacking, to get (B, 5C, H, W)")
+            raise ExerciseError(_("{what} returns (B, 5, C, H, W): concatenate along the channels "
+                                  "(torch.cat(..., dim=1)) instead of stacking, to get (B, 5C, H, W)").format(
+                what=what))
         if tuple(got.shape) in ((b, 5 * c, w, h), (b, 4 * c, w, h)):
-            raise ExerciseError(f"{what} returns (B, ·, W, H): height and width are swapped somewhere "
-                                "(a pad or slice that uses W where H belongs?)")
+            raise ExerciseError(_("{what} returns (B, ·, W, H): height and width are swapped somewhere "
+                                  "(a pad or slice that uses W where H belongs?)").format(what=what))
         if tuple(got.shape) == (b, 4 * c, h, w):
-            raise ExerciseError(f"{what} returns 4C channels: the unshifted image comes first, then the "
-                                "four shifted copies (5C channels in all)")
+            raise ExerciseError(_("{what} returns 4C channels: the unshifted image comes first, then the "
+                                  "four shifted copies (5C channels in all)").format(what=what))
         expect_shape(what, got, (b, 5 * c, h, w))
         if _same(got, expected):
             continue
         if c > 1:
             interleaved = expected.reshape(b, 5, c, h, w).transpose(1, 2).reshape(b, 5 * c, h, w)
             if _same(got, interleaved):
-                raise ExerciseError(f"{what} interleaves the copies channel by channel (stack on dim=2, then "
-                                    "reshape); concatenate whole images: [x (C channels), left-up (C), ...]")
+                raise ExerciseError(_("{what} interleaves the copies channel by channel (stack on dim=2, then "
+                                      "reshape); concatenate whole images: [x (C channels), left-up (C), "
+                                      "...]").format(what=what))
         if _same(got, _shifts(x, s, [(-dy, -dx) for dy, dx in _ORDER])):
-            raise ExerciseError(f"{what}: each copy moves the opposite way (which is also the four copies in "
-                                "reverse order). 'left-up' means the picture moves up and to the left, "
-                                "out[i, j] = x[i + s, j + s], so zeros come in at the bottom and the right; "
-                                "the order is [x, left-up, right-up, left-down, right-down]")
+            raise ExerciseError(_("{what}: each copy moves the opposite way (which is also the four copies in "
+                                  "reverse order). 'left-up' means the picture moves up and to the left, "
+                                  "out[i, j] = x[i + s, j + s], so zeros come in at the bottom and the right; "
+                                  "the order is [x, left-up, right-up, left-down, right-down]").format(what=what))
         if _same(got, _shifts(x, s, _ORDER, roll=True)):
-            raise ExerciseError(f"{what} wraps the pixels around (torch.roll): pixels pushed out on one side "
-                                "come back on the other. Fill the s rows and columns that come in with 0 "
-                                "(pad with zeros, then slice)")
+            raise ExerciseError(_("{what} wraps the pixels around (torch.roll): pixels pushed out on one side "
+                                  "come back on the other. Fill the s rows and columns that come in with 0 "
+                                  "(pad with zeros, then slice)").format(what=what))
         if _same(got, _shifts(x, s, _ORDER, mode="replicate")):
-            raise ExerciseError(f"{what} repeats the edge pixels into the gap (replicate padding); SPT "
-                                "fills it with zeros")
+            raise ExerciseError(_("{what} repeats the edge pixels into the gap (replicate padding); SPT "
+                                  "fills it with zeros").format(what=what))
         if _same(got, _shifts(x, 2 * s, _ORDER)) or (s > 1 and _same(got, _shifts(x, 1, _ORDER))):
-            raise ExerciseError(f"{what} moves the copies by the wrong number of pixels: by s = {s} along "
-                                "both axes (the caller passes half the patch size as s)")
+            raise ExerciseError(_("{what} moves the copies by the wrong number of pixels: by s = {s} along "
+                                  "both axes (the caller passes half the patch size as s)").format(what=what, s=s))
         axis_moves = [(0, -1), (0, 1), (-1, 0), (1, 0)]  # left, right, up, down
         for moves in (axis_moves, [(0, -1), (-1, 0), (0, 1), (1, 0)]):
             if _same(got, _shifts(x, s, moves)):
-                raise ExerciseError(f"{what} moves the copies along one axis only (left, right, up, down); "
-                                    "SPT's four copies move diagonally: left-up, right-up, left-down, right-down")
+                raise ExerciseError(_("{what} moves the copies along one axis only (left, right, up, down); "
+                                      "SPT's four copies move diagonally: left-up, right-up, left-down, "
+                                      "right-down").format(what=what))
         # the right five images, in another order?
         blocks = [expected[:, i * c:(i + 1) * c] for i in range(5)]
         got_blocks = [got[:, i * c:(i + 1) * c] for i in range(5)]
-        names = ["the image", "left-up", "right-up", "left-down", "right-down"]
+        names = [_("the image"), _("left-up"), _("right-up"), _("left-down"), _("right-down")]
         found = []
         for gb in got_blocks:
             match = [names[i] for i, eb in enumerate(blocks) if _same(gb, eb)]
             if not match:  # a moved copy that is not one of the package's: name its move if it is one
-                for (dy, dx), name in _NAMES.items():
+                for (dy, dx), name in _move_names().items():
                     if _same(gb, _shifts(x, s, [(dy, dx)])[:, c:]):
-                        match = [f"{name} (not one of SPT's copies)"]
+                        match = [_("{name} (not one of SPT's copies)").format(name=name)]
                         break
             found.append(match[0] if match else "?")
         if sorted(found) == sorted(names):
-            raise ExerciseError(f"{what} has the right five images in another order: got [{', '.join(found)}], "
-                                f"the package's order is [{', '.join(names)}]")
+            raise ExerciseError(_("{what} has the right five images in another order: got [{found}], "
+                                  "the package's order is [{names}]").format(
+                what=what, found=', '.join(found), names=', '.join(names)))
         if "?" not in found:
-            raise ExerciseError(f"{what} holds [{', '.join(found)}]; expected [{', '.join(names)}]")
+            raise ExerciseError(_("{what} holds [{found}]; expected [{names}]").format(
+                what=what, found=', '.join(found), names=', '.join(names)))
         expect_close(what, got, expected, atol=0, rtol=0)
