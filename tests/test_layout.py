@@ -91,8 +91,10 @@ def test_each_folder_is_a_package_with_a_docstring(folder):
 
 def test_no_module_is_left_at_the_top_level_that_belongs_in_a_folder():
     top = sorted(p.stem for p in PACKAGE.glob("*.py"))
-    # augment sits beside data: the loader (data.TensorLoader) calls it on every batch
-    assert top == ["__init__", "__main__", "augment", "cli", "cli_args", "data", "flops", "info", "settings"], top
+    # augment sits beside data: the loader (data.TensorLoader) calls it on every batch; i18n is
+    # read by both checks/ and exercises/ (the grader)
+    assert top == ["__init__", "__main__", "augment", "cli", "cli_args", "data", "flops", "i18n", "info",
+                   "settings"], top
 
 
 def test_contributing_maps_every_module_of_the_package():
