@@ -406,8 +406,14 @@ def compiled(path: Path) -> bytes:
 
     from babel.messages.mofile import write_mo
 
+    import datetime
+
+    catalog = read_catalog(path)
+    # The catalogs carry no dates (strip_volatile_headers): babel would put "now" into the .mo's
+    # header, and the same catalog would compile to other bytes every minute.
+    catalog.creation_date = catalog.revision_date = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
     out = io.BytesIO()
-    write_mo(out, read_catalog(path), use_fuzzy=False)
+    write_mo(out, catalog, use_fuzzy=False)
     return out.getvalue()
 
 
