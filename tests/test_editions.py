@@ -30,6 +30,7 @@ CHAPTERS = chapters()
 CATALOGS = sorted((ROOT / "locales").glob("*/LC_MESSAGES/*.po"))
 PAGES = [*CHAPTERS, ROOT / "notebooks" / "index.md", ROOT / "notebooks" / "instructors.md"]
 EDITIONS = [(lang, chapter) for lang in tr.LANGUAGES for chapter in CHAPTERS]
+SCRIPT = {"ko": r"[\uac00-\ud7a3]", "ja": r"[\u3040-\u30ff\u4e00-\u9fff]"}  # Hangul; kana and kanji
 
 
 # -- the catalogs ------------------------------------------------------------------------------
@@ -58,7 +59,7 @@ def test_every_catalog_holds_todays_english_text(tmp_path):
     assert not problems, "run `make translations`, then translate what it marks:\n" + "\n".join(problems)
 
 
-def test_the_staleness_check_notices_a_changed_chapter(tmp_path):
+def test_the_staleness_check_notices_a_changed_chapter(tmp_path, monkeypatch):
     # a template with one message changed and one added, against a catalog of the old text
     from babel.messages.catalog import Catalog
     from babel.messages.pofile import write_po
@@ -76,12 +77,8 @@ def test_the_staleness_check_notices_a_changed_chapter(tmp_path):
         write_po(f, new)
     with open(locales / "ko" / "LC_MESSAGES" / "01_x.po", "wb") as f:
         write_po(f, old)
-    real_extract = tr.extract
-    tr.extract = lambda pot_dir=None, source=None: sorted(pots.glob("*.pot"))
-    try:
-        problems = tr.stale(("ko", "ja"), locales, pots)
-    finally:
-        tr.extract = real_extract
+    monkeypatch.setattr(tr, "extract", lambda pot_dir=None, source=None: sorted(pots.glob("*.pot")))
+    problems = tr.stale(("ko", "ja"), locales, pots)
     assert problems == ["ko/01_x.po: 2 new English messages ['A new paragraph.', 'Tokens, now changed.'], "
                         "1 no longer in the chapter", "ja/01_x.po: missing"]
 
@@ -113,7 +110,7 @@ def test_an_edition_is_the_english_code_with_translated_prose(lang, chapter):
             assert ed.source == en.source.replace("/notebooks", f"/notebooks/{lang}")
         else:
             assert ed.source == en.source, f"cell {en.id} differs from the English chapter's"
-    script = {"ko": r"[\uac00-\ud7a3]", "ja": r"[\u3040-\u30ff\u4e00-\u9fff]"}[lang]
+    script = SCRIPT[lang]
     prose = " ".join(c.source for c in edition.cells if c.cell_type == "markdown")
     assert len(re.findall(script, prose)) > 0.3 * sum(ch.isalpha() for ch in prose)
     assert f"/blob/main/notebooks/{lang}/{chapter.name})" in edition.cells[0].source  # its own badge
@@ -172,7 +169,7 @@ def test_a_wrong_answer_is_explained_in_the_editions_language(lang, monkeypatch)
     with pytest.raises(ExerciseError) as wrong:
         check.sequence_length(lambda size, patch, class_token=True: 0)
     text = str(wrong.value)
-    script = {"ko": r"[\uac00-\ud7a3]", "ja": r"[\u3040-\u30ff\u4e00-\u9fff]"}[lang]
+    script = SCRIPT[lang]
     assert "01.2" in text and len(re.findall(script, text)) > 10, text
     assert i18n.translate("sequence length of a ViT for a given image and patch size", lang) in text
     monkeypatch.setenv(i18n.ENV, "en")

@@ -31,7 +31,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tools.book import CONFIG, NOTEBOOKS, read_config, write_toc  # noqa: E402
+from tools.book import CONFIG, NOTEBOOKS, chapters, read_config, write_toc  # noqa: E402
 
 LOCALES = ROOT / "locales"
 LANGUAGES: tuple[str, ...] = ("ko", "ja")
@@ -300,8 +300,6 @@ def editions(languages: tuple[str, ...] = LANGUAGES, source: Path = NOTEBOOKS,
     """{notebooks/<lang>/NN_name.ipynb: its text} for every chapter and language, generated from
     the English chapter and its catalog (deterministic: the same inputs give the same bytes)."""
     import nbformat
-
-    from tools.book import chapters
 
     out = {}
     for lang in languages:
