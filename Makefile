@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 NB_TIMEOUT ?= 900
 
-.PHONY: setup lab test unit notebooks student book bench checkpoint resnet-checkpoint train-checkpoint sweep compare mixers robustness smalldata gpu-check grade translations clean
+.PHONY: setup lab test unit notebooks student book bench checkpoint resnet-checkpoint best-checkpoint train-checkpoint sweep compare mixers robustness smalldata gpu-check grade translations clean
 
 setup: $(STAMP)
 
@@ -76,6 +76,11 @@ RESNET_EPOCHS ?= 15
 resnet-checkpoint: $(STAMP)
 	nice -n 10 $(BIN)/python -m vitcourse train --model resnet_fmnist --epochs $(RESNET_EPOCHS) --seed 0 \
 		--threads $(CKPT_THREADS) --out data/runs/resnet_fmnist --export data/checkpoints/resnet_fmnist.pt
+
+# Chapter 13's shipped model (vit_convstem_s_fmnist + its card): the 60-minute run of `make smalldata`'s
+# long part alone, planned from this machine's speed probe (~65 min with the probes and the test pass).
+best-checkpoint: $(STAMP)
+	nice -n 10 $(BIN)/python -m vitcourse smalldata --parts long --long-budgets-s 3600 --no-reference
 
 # Speed and accuracy against D2L's ViT (not a test): `make bench` (~30 min), BENCH_ARGS=--quick (~3 min).
 BENCH_ARGS ?=

@@ -418,3 +418,18 @@ def test_model_attention_distance_over_batches_equals_one_pass():
     torch.testing.assert_close(batched, one_pass, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="batch_size"):
         A.model_attention_distance(model, images, batch_size=0)
+
+
+def test_token_pitch_is_the_grid_step_of_any_stem_not_the_unused_patch_size_field():
+    assert A.token_pitch(create_model("vit_fmnist")) == 7  # patch 7: 4 x 4 tokens
+    conv = create_model("vit_convstem_s_fmnist")  # strides 1, 2, 2: 7 x 7 tokens of 4 px
+    assert conv.grid_size == (7, 7) and A.token_pitch(conv) == 4
+    # a stem whose strides say 2 px while the (unused) patch_size field still says 4
+    fine = create_model("vit_convstem_s_fmnist", conv_strides=(1, 1, 2), depth=1)
+    assert fine.grid_size == (14, 14) and fine.config.patch_size == 4
+    assert A.token_pitch(fine) == 2
+    images = torch.randint(0, 256, (2, 28, 28), dtype=torch.uint8)
+    expected = A.mean_attention_distance(A.capture_attention(fine, images), (14, 14), 2, 0)
+    torch.testing.assert_close(A.model_attention_distance(fine, images), expected)
+    with pytest.raises(ValueError, match="grid_size"):
+        A.token_pitch(torch.nn.Linear(2, 2))

@@ -2,16 +2,18 @@
 resumable run of its models on tiny data."""
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 
 import pytest
 
-from vitcourse.data import load_data
+from vitcourse.data import REPO_ROOT as REPO, load_data
 from vitcourse.experiments import small_data as sd
 from vitcourse.experiments.budget import BudgetedRun, run_budgeted
 from vitcourse.experiments.sweep import read_results
 from vitcourse.models import create_model
+from vitcourse.training import checkpoint as ckpt_mod
 from vitcourse.training.loop import TrainConfig
 
 
@@ -41,6 +43,21 @@ def test_planned_runs_are_unique_seed_major_with_the_long_runs_last():
         [(sd.LONG_VARIANT, b) for b in sd.LONG_BUDGETS_S] + [(sd.LONG_REFERENCE, max(sd.LONG_BUDGETS_S))])
     assert {sd.LONG_VARIANT, sd.LONG_REFERENCE} <= set(sd.RECIPE)
     assert sd.RECIPE[sd.LONG_REFERENCE][0] == sd.TEACHER  # the reference is the teacher's model
+
+
+def test_best_checkpoint_trains_only_the_shipped_run():
+    # `make best-checkpoint`: the long part at 60 minutes without the ResNet beside it
+    runs = sd.planned_runs(parts=("long",), long_budgets_s=(3600.0,), reference=False)
+    assert [(r.experiment, r.variant, r.budget_s) for r in runs] == [("long", sd.LONG_VARIANT, 3600.0)]
+    files = sd.run_files(runs[0])
+    assert files.ship_to is not None and files.ship_to.name == f"{sd.RECIPE[sd.LONG_VARIANT][0]}.pt"
+    parser = argparse.ArgumentParser()
+    sd.add_arguments(parser)
+    args = parser.parse_args(["--parts", "long", "--long-budgets-s", "3600", "--no-reference"])
+    assert args.reference is False and parser.parse_args([]).reference is True
+    make = (REPO / "Makefile").read_text()
+    assert "best-checkpoint:" in make and "--no-reference" in make
+    assert ckpt_mod.PRETRAINED[sd.RECIPE[sd.LONG_VARIANT][0]].command == "make best-checkpoint"
 
 
 def test_a_recipe_run_trains_records_its_history_and_resumes(tmp_path):

@@ -150,6 +150,82 @@ both have flattened. The best step's training accuracy ({best['train_acc']:.1f}%
 not by the data. {long_text}
 """
 
+GOAL_SHIPPED = 0.95  # issue 17: the shipped model >= 95.0% (ResNet-18 in the data set's benchmark: 94.9%)
+SHIPPED = "vit_convstem_s_fmnist"  # the long part's 60-minute run of BEST_VARIANT
+CHAPTER_05 = "vit_fmnist"
+
+
+def shipped() -> dict | None:
+    """What section 9 quotes: the shipped model's card, the ResNet's long run if there is one, and
+    both shipped ViTs' per-class accuracy on the full test set (None while the model is not shipped)."""
+    import json
+
+    from vitcourse.analysis.confusion import per_class_accuracy
+    from vitcourse.data import load_fashion_mnist
+    from vitcourse.experiments.small_data import LONG_REFERENCE, read_rows
+    from vitcourse.training.checkpoint import PRETRAINED_DIR
+    from vitcourse.training.loop import predict
+
+    card_path = PRETRAINED_DIR / f"{SHIPPED}.json"
+    if not card_path.is_file():
+        return None
+    card = json.loads(card_path.read_text())
+    images, labels = load_fashion_mnist("test")
+    per_class, accuracy = {}, {}
+    for name in (CHAPTER_05, SHIPPED):
+        pred = predict(load_pretrained(name), images).argmax(-1)
+        per_class[name] = [100 * a for a in per_class_accuracy(pred, labels).tolist()]
+        accuracy[name] = 100 * (pred == labels).float().mean().item()
+    history = card["history"]
+    reference = [r for r in read_rows() if r["experiment"] == "long" and r["variant"] == LONG_REFERENCE]
+    return {"card": card, "accuracy": accuracy, "per_class": per_class,
+            "minutes": card["wall_time_s"] / 60, "epochs": card["epochs"],
+            # test accuracy gained over the last five epochs, in points: is the curve still rising?
+            "tail_gain": 100 * (history[-1]["test_acc"] - history[max(0, len(history) - 6)]["test_acc"]),
+            "train_acc": 100 * history[-1]["train_acc"],
+            "resnet_long": 100 * float(reference[0]["test_accuracy"]) if reference else None}
+
+
+def shipped_text() -> str:
+    """Section 9, its numbers from `shipped()`; tests/test_small_data.py asserts its claims."""
+    from vitcourse.data import CLASS_NAMES
+    s = shipped()
+    if s is None:
+        return """## 9. The shipped model, and chapter 05's
+
+The 60-minute run of the long part (`make best-checkpoint`) is not shipped yet; when it is, this
+section compares it with chapter 05's `vit_fmnist`, class by class."""
+    acc, mine, base = s["accuracy"][SHIPPED], s["per_class"][SHIPPED], s["per_class"][CHAPTER_05]
+    gains = sorted(range(len(CLASS_NAMES)), key=lambda i: -(mine[i] - base[i]))
+    hardest = min(range(len(CLASS_NAMES)), key=lambda i: mine[i])
+    goal = 100 * GOAL_SHIPPED
+    verdict = (f"which meets the goal by {acc - goal:.2f} points" if acc >= goal else
+               f"which misses it by {goal - acc:.2f} points")
+    resnet = ("The course's ResNet trained by the same loop for the same 60 minutes, the issue's "
+              "yardstick, is the long part's next run and is not in the file yet."
+              if s["resnet_long"] is None else
+              f"The course's ResNet, trained by the same loop for the same 60 minutes, reaches "
+              f"{s['resnet_long']:.2f}%: {'below' if s['resnet_long'] < acc else 'above'} the ViT by "
+              f"{abs(s['resnet_long'] - acc):.2f} points.")
+    still = (f"still gained {s['tail_gain']:.2f} points over its last five epochs" if s["tail_gain"] >= 0.3 else
+             f"moved {s['tail_gain']:+.2f} points over its last five epochs: it had flattened")
+    return f"""## 9. The shipped model, and chapter 05's
+
+The best step, `conv_stem_s`, trained for 60 minutes (the long part; `make best-checkpoint` repeats
+it) ships as `{SHIPPED}` in `data/checkpoints/`, with its JSON card: command, commit, hardware and
+every epoch. It trained {s['epochs']} epochs in {s['minutes']:.0f} minutes on two CPU cores and
+reaches **{acc:.2f}%** on the 10,000 test images. Issue 17 asks for {goal:.1f}% (ResNet-18 in the data
+set's own benchmark: 94.9%), {verdict}. Chapter 05's `vit_fmnist` reaches {s['accuracy'][CHAPTER_05]:.2f}%:
+the convolutional stem and an hour's training are worth {acc - s['accuracy'][CHAPTER_05]:+.2f} points.
+{resnet}
+
+The test curve {still}, and the last epoch's training accuracy is {s['train_acc']:.1f}% against
+{acc:.1f}% on the test set. Where the points come from, class by class (the cell below draws both
+confusion matrices): the largest gains over `vit_fmnist` are in {", ".join(f"{CLASS_NAMES[i]} ({mine[i] - base[i]:+.1f} points)" for i in gains[:3])};
+the hardest class is still {CLASS_NAMES[hardest]} ({mine[hardest]:.1f}%, against {base[hardest]:.1f}% for
+`vit_fmnist`)."""
+
+
 
 CELLS = [
     md(r"""
@@ -908,6 +984,40 @@ for run in planned_runs(parts=("recipe",), seeds=(0,), variants=("vit", "cct"), 
           f"| {reference}")
 """),
     md(discussion()),
+    md(shipped_text()),
+    code(r"""
+from vitcourse.analysis.confusion import confusion_matrix, per_class_accuracy, plot_confusion_matrix
+from vitcourse.data import load_fashion_mnist
+from vitcourse.training.checkpoint import PRETRAINED_DIR
+from vitcourse.training.loop import predict
+
+test_images, test_labels = load_fashion_mnist("test")  # the full 10,000 test images, also in fast mode
+predictions = {}
+for name in ("vit_fmnist", "vit_convstem_s_fmnist"):  # chapter 05's model, and this chapter's
+    try:
+        predictions[name] = predict(load_pretrained(name), test_images).argmax(-1)
+    except FileNotFoundError as missing:
+        print(missing)
+if "vit_convstem_s_fmnist" in predictions:
+    card = json.loads((PRETRAINED_DIR / "vit_convstem_s_fmnist.json").read_text())
+    print(f"vit_convstem_s_fmnist: {card['epochs']} epochs, {card['wall_time_s'] / 60:.0f} min on "
+          f"{card['hardware']['cpu']} ({card['hardware']['cpu_count']} cores); card: {100 * card['test_accuracy']:.2f}%\n"
+          f"command: {card['command']}")
+if predictions:
+    fig, axes = plt.subplots(1, len(predictions), figsize=(7 * len(predictions), 6), squeeze=False)
+    for ax, (name, pred) in zip(axes[0], predictions.items()):
+        accuracy = (pred == test_labels).float().mean().item()
+        plot_confusion_matrix(confusion_matrix(pred, test_labels), ax=ax,
+                              title=f"{name}: {accuracy:.2%} of {len(test_labels):,} (row %)")
+    plt.tight_layout()
+    plt.show()
+    per_class = {name: per_class_accuracy(pred, test_labels) for name, pred in predictions.items()}
+    print(f"{'class':12s} " + " ".join(f"{name:>22s}" for name in per_class) + "   change")
+    for i, cls in enumerate(CLASS_NAMES):
+        values = [100 * float(a[i]) for a in per_class.values()]
+        print(f"{cls:12s} " + " ".join(f"{v:21.1f}%" for v in values)
+              + (f"   {values[-1] - values[0]:+5.1f}" if len(values) == 2 else ""))
+"""),
     md(r"""
 ## Exercises for after the chapter
 

@@ -8,7 +8,7 @@ from .cka import MinibatchCKA, cka_matrix, hsic_unbiased, linear_cka
 from .confusion import accuracy, confusion_matrix, per_class_accuracy, plot_confusion_matrix, plot_misclassified
 from .corruptions import (band_filter, fgsm, frequency_radius, gaussian_noise, high_pass, low_pass,
                           patch_drop, patch_drop_mask, patch_shuffle, pgd, pixels_to_input)
-from .distance import mean_attention_distance, model_attention_distance, patch_distances
+from .distance import mean_attention_distance, model_attention_distance, patch_distances, token_pitch
 from .plots import (overlay_attention, plot_embedding_filters, plot_mean_attention_distance,
                     plot_position_similarity, similarity_mosaic, upsample_map)
 from .position import embedding_filters, position_similarity

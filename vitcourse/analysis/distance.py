@@ -53,19 +53,34 @@ def mean_attention_distance(attentions: AttentionList, grid: tuple[int, int], pa
     return per_query.mean(dim=(1, 3))  # (L, H)
 
 
+def token_pitch(model: nn.Module) -> int:
+    """Pixels between the centres of neighbouring tokens of `model`'s grid: the patch size of a
+    patchify stem, the product of the strides of a convolutional one (28 px over a 7 x 7 grid: 4).
+
+    Read from `config.image_size` and `.grid_size`, not from `config.patch_size`: a convolutional
+    stem keeps that field unused, and a stem with other strides would make it wrong."""
+    grid = tuple(getattr(model, "grid_size", ()))
+    size = getattr(getattr(model, "config", None), "image_size", None)
+    size = (size, size) if isinstance(size, int) else tuple(size) if isinstance(size, (tuple, list)) else ()
+    if len(grid) != 2 or len(size) != 2:
+        raise ValueError("model must have `.grid_size` and `.config.image_size` (a vitcourse ViT), "
+                         f"got a {type(model).__name__}")
+    pitches = {s // g for s, g in zip(size, grid)}
+    if len(pitches) != 1 or any(s % g for s, g in zip(size, grid)):
+        raise ValueError(f"model's grid {grid} does not tile its image {size} in square steps")
+    return pitches.pop()
+
+
 def model_attention_distance(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """`mean_attention_distance` of `model` over many `images`, captured batch by batch: (L, heads).
 
-    Distances are in the model's input pixels (patch size `model.config.patch_size`); each batch
+    Distances are in the model's input pixels (the grid step `token_pitch(model)`); each batch
     counts in proportion to its number of images.
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     grid = tuple(getattr(model, "grid_size", ()))
-    patch = getattr(getattr(model, "config", None), "patch_size", None)
-    if len(grid) != 2 or not isinstance(patch, int):
-        raise ValueError("model must have `.grid_size` and `.config.patch_size` (a vitcourse ViT), "
-                         f"got a {type(model).__name__}")
+    patch = token_pitch(model)
     prefix = int(getattr(model, "num_prefix_tokens", 0))
     total, count = None, 0
     for start in range(0, len(images), batch_size):

@@ -80,14 +80,16 @@ def recipe_run(experiment: str, variant: str, seed: int, budget_s: float) -> Bud
 
 def planned_runs(parts: tuple[str, ...] = PARTS, seeds: tuple[int, ...] = SEEDS, budget_s: float = BUDGET_S,
                  variants: tuple[str, ...] = tuple(RECIPE), long_budgets_s: tuple[float, ...] = LONG_BUDGETS_S,
-                 long_variant: str = LONG_VARIANT) -> list[BudgetedRun]:
-    """The runs, seed-major so a stopped ablation leaves whole seeds behind; the long runs last."""
+                 long_variant: str = LONG_VARIANT, reference: bool = True) -> list[BudgetedRun]:
+    """The runs, seed-major so a stopped ablation leaves whole seeds behind; the long runs last,
+    with the ResNet reference at the longest budget unless `reference` is False."""
     runs: list[BudgetedRun] = []
     if "recipe" in parts:
         runs += [recipe_run("recipe", v, s, budget_s) for s in seeds for v in variants]
     if "long" in parts:
         runs += [recipe_run("long", long_variant, 0, b) for b in long_budgets_s]
-        runs.append(recipe_run("long", LONG_REFERENCE, 0, max(long_budgets_s)))
+        if reference:
+            runs.append(recipe_run("long", LONG_REFERENCE, 0, max(long_budgets_s)))
     return runs
 
 
@@ -129,6 +131,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_budget_arguments(parser, BUDGET_S, SEEDS)
     parser.add_argument("--long-budgets-s", nargs="+", type=positive_float, default=list(LONG_BUDGETS_S),
                         help="budgets of the long runs (s); the longest ships its model")
+    parser.add_argument("--no-reference", dest="reference", action="store_false",
+                        help="long part without the ResNet beside the longest run (make best-checkpoint)")
     parser.add_argument("--variants", nargs="+", default=list(RECIPE), type=one_of(RECIPE, "a recipe step"))
     parser.add_argument("--out", type=output_folder, default=RESULTS_DIR, help="folder of small_data.csv")
 
@@ -139,7 +143,7 @@ def main(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     data = load_data(fast=False, train_size=args.train_size, test_size=args.test_size)
     runs = planned_runs(tuple(args.parts), tuple(args.seeds), args.budget_s, tuple(args.variants),
-                        tuple(args.long_budgets_s))
+                        tuple(args.long_budgets_s), reference=args.reference)
     done, skipped, remaining = 0, 0, 0
     for csv_path in dict.fromkeys(results_csv(run, Path(args.out)) for run in runs):
         part = [run for run in runs if results_csv(run, Path(args.out)) == csv_path]
