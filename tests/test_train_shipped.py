@@ -61,3 +61,54 @@ def test_shipped_card_is_consistent_with_its_run_and_the_code():
     found = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=PRETRAINED_DIR,
                            capture_output=True)
     assert found.returncode == 0, f"the card's commit {commit} is not in this repository"
+
+
+BEST = "vit_convstem_s_fmnist"  # chapter 13's shipped ViT: the small-data ablation's 60-minute run
+
+
+@pytest.mark.slow
+def test_chapter_13s_shipped_model_matches_its_card():
+    card = json.loads((PRETRAINED_DIR / f"{BEST}.json").read_text())
+    assert (PRETRAINED_DIR / f"{BEST}.pt").stat().st_size < 10e6, "should be a few MB"
+    model = load_pretrained(BEST)
+    assert not model.training
+    images, labels = load_fashion_mnist("test")  # the full 10k test set, also in fast mode
+    assert len(labels) == 10_000 == card["test_images"]
+    accuracy = evaluate(model, images, labels)["accuracy"]
+    assert abs(accuracy - card["test_accuracy"]) <= 0.001, (accuracy, card["test_accuracy"])
+
+
+def test_chapter_13s_shipped_card_is_the_long_run_of_its_csv():
+    """The card of vit_convstem_s_fmnist is the 60-minute run of `make smalldata`'s long part: its
+    key, its plan from the recorded probe, its row in small_data_long.csv and today's model."""
+    import dataclasses
+    import subprocess
+
+    from vitcourse.experiments import small_data as sd
+    from vitcourse.experiments.budget import plan_epochs
+    from vitcourse.models import create_model
+    from vitcourse.training.checkpoint import load_checkpoint, model_spec
+    from vitcourse.training.loop import TrainConfig
+
+    run = sd.recipe_run("long", sd.LONG_VARIANT, 0, max(sd.LONG_BUDGETS_S))
+    card = json.loads((PRETRAINED_DIR / f"{BEST}.json").read_text())
+    assert card["model"] == run.model == BEST and card["experiment_key"] == run.key
+    assert card["budget_s"] == run.budget_s == 3600 and card["command"] == sd.run_files(run).command
+    history = card["history"]
+    assert card["epochs"] == len(history) == card["config"]["epochs"]
+    assert card["epochs"] == plan_epochs(run.budget_s, card["probe_images_per_s"], 60_000, 10_000)
+    assert card["wall_time_s"] == pytest.approx(sum(h["seconds"] for h in history), abs=1.0)
+    assert card["train_images"] == 60_000 and card["seed"] == 0
+    # the recipe is TrainConfig's defaults (the step has no overrides), bar epochs and compile
+    expected = TrainConfig(**{"compile": False, **dict(run.train_overrides), "epochs": card["epochs"], "seed": 0})
+    assert card["config"] == json.loads(json.dumps(dataclasses.asdict(expected)))
+    rows = [r for r in sd.read_rows() if r["key"] == run.key]
+    assert len(rows) == 1 and int(rows[0]["epochs"]) == card["epochs"]
+    assert float(rows[0]["test_accuracy"]) == pytest.approx(card["test_accuracy"], abs=1e-4)
+    stored = load_checkpoint(PRETRAINED_DIR / f"{BEST}.pt")
+    assert stored["card"] == card
+    assert stored["model_spec"] == json.loads(json.dumps(model_spec(create_model(BEST))))
+    commit = card["commit"].removesuffix("-dirty")
+    found = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=PRETRAINED_DIR,
+                           capture_output=True)
+    assert found.returncode == 0, f"the card's commit {commit} is not in this repository"
