@@ -433,3 +433,42 @@ def test_token_pitch_is_the_grid_step_of_any_stem_not_the_unused_patch_size_fiel
     torch.testing.assert_close(A.model_attention_distance(fine, images), expected)
     with pytest.raises(ValueError, match="grid_size"):
         A.token_pitch(torch.nn.Linear(2, 2))
+
+
+@pytest.mark.slow
+def test_chapter_06_section_7s_claims_hold_for_the_shipped_models():
+    """Chapter 06 §7 compares chapter 13's shipped conv-stem ViT with vit_fmnist; its text says:
+    both rollouts favour the garment by a similar margin (about 8 points over even), the untrained
+    model not at all; the conv-stem model's layers 1-2 have no head below uniform distance, and
+    one head of layer 3 is the only one clearly below it, while vit_fmnist's first layer is below uniform."""
+    from vitcourse.data import load_fashion_mnist
+    from vitcourse.models import create_model
+    from vitcourse.settings import seed_everything
+    from vitcourse.training.checkpoint import load_pretrained
+
+    images, _ = load_fashion_mnist("test")
+    vit, conv = load_pretrained("vit_fmnist"), load_pretrained("vit_convstem_s_fmnist")
+    seed_everything(0)
+    untrained = create_model("vit_convstem_s_fmnist").eval()
+
+    def over_even(model, n=2000):  # points of rollout on clothing tokens over an even spread
+        batch = images[:n]
+        maps = A.attention_rollout(A.capture_attention(model, batch), num_prefix_tokens=model.num_prefix_tokens,
+                                   grid=model.grid_size)  # (B, gh, gw)
+        p = A.token_pitch(model)
+        on = batch.float().unfold(1, p, p).unfold(2, p, p).mean(dim=(-1, -2)) > 0.1 * 255  # (B, gh, gw)
+        share = ((maps * on).sum(dim=(1, 2)) / maps.sum(dim=(1, 2))).mean()
+        return 100 * float(share - on.float().mean())
+
+    gains = [over_even(vit), over_even(conv)]
+    assert all(5 < g < 12 for g in gains) and abs(gains[0] - gains[1]) < 3, gains
+    assert abs(over_even(untrained)) < 1
+
+    def below_uniform(model, margin):  # (layers, heads): True where a head looks closer than uniform
+        d = A.model_attention_distance(model, images[:5000])
+        return d < float(A.patch_distances(model.grid_size, A.token_pitch(model)).mean()) - margin
+
+    conv_local = below_uniform(conv, 0.3)  # "clearly": by more than 0.3 px
+    assert not conv_local[:2].any() and conv_local[2].sum() == 1 and conv_local.sum() == 1, conv_local
+    assert not below_uniform(conv, 0.0)[:2].any()  # layers 1-2: at or above uniform
+    assert below_uniform(vit, 0.0)[0].all()  # section 6: "slightly below that line"

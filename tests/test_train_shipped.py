@@ -107,7 +107,7 @@ def test_chapter_13s_shipped_card_is_the_long_run_of_its_csv():
     assert float(rows[0]["test_accuracy"]) == pytest.approx(card["test_accuracy"], abs=1e-4)
     stored = load_checkpoint(PRETRAINED_DIR / f"{BEST}.pt")
     assert stored["card"] == card
-    assert stored["model_spec"] == json.loads(json.dumps(model_spec(create_model(BEST))))
+    assert json.loads(json.dumps(stored["model_spec"])) == json.loads(json.dumps(model_spec(create_model(BEST))))
     commit = card["commit"].removesuffix("-dirty")
     found = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=PRETRAINED_DIR,
                            capture_output=True)
