@@ -80,7 +80,7 @@ resnet-checkpoint: $(STAMP)
 # Chapter 13's shipped model (vit_convstem_s_fmnist + its card): the 60-minute run of `make smalldata`'s
 # long part alone, planned from this machine's speed probe (~65 min with the probes and the test pass).
 best-checkpoint: $(STAMP)
-	nice -n 10 $(BIN)/python -m vitcourse smalldata --parts long --long-budgets-s 3600 --no-reference
+	nice -n 10 $(BIN)/python -m vitcourse smalldata --parts long --long-budgets-s 3600 --long-variants conv_stem_s --no-reference
 
 # Speed and accuracy against D2L's ViT (not a test): `make bench` (~30 min), BENCH_ARGS=--quick (~3 min).
 BENCH_ARGS ?=

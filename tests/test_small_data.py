@@ -33,31 +33,53 @@ def test_every_recipe_step_builds_and_its_options_are_training_options():
 def test_planned_runs_are_unique_seed_major_with_the_long_runs_last():
     runs = sd.planned_runs(seeds=(0, 1))
     keys = [r.key for r in runs]
-    assert len(keys) == len(set(keys)) == 2 * len(sd.RECIPE) + len(sd.LONG_BUDGETS_S) + 1
+    assert len(keys) == len(set(keys)) == 2 * len(sd.RECIPE) + len(sd.LONG_BUDGETS_S) + len(sd.REGULARISED) + 1
     recipe = [r for r in runs if r.experiment == "recipe"]
     assert [r.seed for r in recipe] == [0] * len(sd.RECIPE) + [1] * len(sd.RECIPE)
     assert {r.budget_s for r in recipe} == {sd.BUDGET_S}
     long = [r for r in runs if r.experiment == "long"]
     assert runs[-len(long):] == long  # the long runs last
+    longest = max(sd.LONG_BUDGETS_S)
     assert [(r.variant, r.budget_s) for r in long] == (
-        [(sd.LONG_VARIANT, b) for b in sd.LONG_BUDGETS_S] + [(sd.LONG_REFERENCE, max(sd.LONG_BUDGETS_S))])
-    assert {sd.LONG_VARIANT, sd.LONG_REFERENCE} <= set(sd.RECIPE)
+        [(sd.LONG_VARIANT, b) for b in sd.LONG_BUDGETS_S] + [(v, longest) for v in sd.REGULARISED]
+        + [(sd.LONG_REFERENCE, longest)])
+    assert {sd.LONG_VARIANT, sd.LONG_REFERENCE} <= set(sd.RECIPE) and sd.LONG_VARIANTS[0] == sd.LONG_VARIANT
+    assert sd.SHIPPED_VARIANT in sd.LONG_VARIANTS
     assert sd.RECIPE[sd.LONG_REFERENCE][0] == sd.TEACHER  # the reference is the teacher's model
 
 
 def test_best_checkpoint_trains_only_the_shipped_run():
-    # `make best-checkpoint`: the long part at 60 minutes without the ResNet beside it
-    runs = sd.planned_runs(parts=("long",), long_budgets_s=(3600.0,), reference=False)
-    assert [(r.experiment, r.variant, r.budget_s) for r in runs] == [("long", sd.LONG_VARIANT, 3600.0)]
-    files = sd.run_files(runs[0])
-    assert files.ship_to is not None and files.ship_to.name == f"{sd.RECIPE[sd.LONG_VARIANT][0]}.pt"
+    # `make best-checkpoint`: the long part at 60 minutes, the shipped step alone
     parser = argparse.ArgumentParser()
     sd.add_arguments(parser)
-    args = parser.parse_args(["--parts", "long", "--long-budgets-s", "3600", "--no-reference"])
-    assert args.reference is False and parser.parse_args([]).reference is True
     make = (REPO / "Makefile").read_text()
-    assert "best-checkpoint:" in make and "--no-reference" in make
-    assert ckpt_mod.PRETRAINED[sd.RECIPE[sd.LONG_VARIANT][0]].command == "make best-checkpoint"
+    lines = make.splitlines()
+    target = next(i for i, line in enumerate(lines) if line.startswith("best-checkpoint:"))
+    recipe = lines[target + 1]  # the target's one command
+    assert recipe.startswith("\t") and "python -m vitcourse smalldata" in recipe
+    args = parser.parse_args(recipe.split("smalldata", 1)[1].split())
+    assert args.reference is False and parser.parse_args([]).reference is True
+    runs = sd.planned_runs(tuple(args.parts), long_budgets_s=tuple(args.long_budgets_s),
+                           long_variants=tuple(args.long_variants), reference=args.reference)
+    assert [(r.experiment, r.variant, r.budget_s) for r in runs] == [("long", sd.SHIPPED_VARIANT, 3600.0)]
+    files = sd.run_files(runs[0])
+    assert files.ship_to == ckpt_mod.PRETRAINED_DIR / f"{sd.STEPS[sd.SHIPPED_VARIANT][0]}.pt"
+    assert ckpt_mod.PRETRAINED[sd.STEPS[sd.SHIPPED_VARIANT][0]].command == "make best-checkpoint"
+
+
+def test_the_regularised_hour_is_the_shipped_model_with_augmentation_and_stochastic_depth():
+    model, model_overrides, train_overrides, teacher = sd.REGULARISED["conv_stem_s_reg"]
+    plain = sd.STEPS[sd.LONG_VARIANT]
+    assert model == plain[0] and teacher == "" and model_overrides == {"drop_path_rate": 0.1}
+    assert train_overrides == sd.AUGMENT and set(sd.REGULARISED).isdisjoint(sd.RECIPE)
+    create_model(model, **model_overrides)  # a valid override
+    TrainConfig(**train_overrides)
+    # the regularised hour never writes over the shipped checkpoint: it ships beside its own checkpoint
+    files = sd.run_files(sd.recipe_run("long", "conv_stem_s_reg", 0, max(sd.LONG_BUDGETS_S)))
+    assert files.ship_to is not None and files.ship_to.parent == files.checkpoint_dir
+    assert files.ship_to.parent.parent.name == "small_data"
+    with pytest.raises(ValueError, match="variant must be one of"):
+        sd.recipe_run("long", "conv_stem_xl", 0, 60.0)
 
 
 def test_a_recipe_run_trains_records_its_history_and_resumes(tmp_path):
@@ -88,20 +110,23 @@ def test_a_long_run_checkpoints_ships_its_model_and_resumes_from_its_checkpoint(
     data = load_data(train_size=200, test_size=100)
     run = dataclasses.replace(sd.recipe_run("long", "cct", 0, 1.0), model_overrides=(("depth", 1),))
     files = sd.run_files(run, tmp_path, ship_budget_s=1.0)
-    assert files.checkpoint_dir == tmp_path / "runs" / "cct_1s_seed0" and files.ship_to == tmp_path / "cct_fmnist.pt"
+    # cct is not the shipped step: its model ships beside its checkpoint (the shipped step's into `out`)
+    assert files.checkpoint_dir == tmp_path / "runs" / "cct_1s_seed0" and files.ship_to == files.checkpoint_dir / "cct_fmnist.pt"
+    assert sd.run_files(dataclasses.replace(run, variant=sd.SHIPPED_VARIANT), tmp_path, 1.0).ship_to == tmp_path / "cct_fmnist.pt"
     assert "--out" in files.command and "--long-budgets-s 1" in files.command
     assert sd.run_files(sd.recipe_run("recipe", "cct", 0, 600.0)).checkpoint_dir is None  # 10-minute rows restart
     assert sd.run_files(sd.recipe_run("long", "cct", 0, 1800.0)).ship_to is None  # only the longest ships
-    assert sd.run_files(sd.recipe_run("long", "cct", 0, 3600.0)).ship_to.parent.name == "checkpoints"
+    assert sd.run_files(sd.recipe_run("long", "cct", 0, 3600.0)).ship_to.parent.name == "cct_3600s_seed0"
+    assert sd.run_files(sd.recipe_run("long", sd.SHIPPED_VARIANT, 0, 3600.0)).ship_to.parent.name == "checkpoints"
     reference = sd.run_files(sd.recipe_run("long", sd.LONG_REFERENCE, 0, 3600.0))
     assert reference.ship_to is None and reference.checkpoint_dir is not None  # never over the teacher
     csv_path = tmp_path / "small_data.csv"
     files_for = lambda r: sd.run_files(r, tmp_path, 1.0)  # noqa: E731
     run_budgeted([run], data, csv_path, log=lambda s: None, files_for=files_for)
     row = read_results(csv_path)[0]
-    card = json.loads((tmp_path / "cct_fmnist.json").read_text())
+    card = json.loads((files.checkpoint_dir / "cct_fmnist.json").read_text())
     assert card["experiment_key"] == run.key and card["epochs"] == int(row["epochs"]) == len(card["history"]) >= 2
-    shipped = evaluate(load_model(tmp_path / "cct_fmnist.pt"), data.test_images, data.test_labels)
+    shipped = evaluate(load_model(files.ship_to), data.test_images, data.test_labels)
     assert shipped["accuracy"] == card["test_accuracy"] == pytest.approx(float(row["test_accuracy"]), abs=1e-5)
     assert (files.checkpoint_dir / loop.CHECKPOINT_NAME).is_file()
     # a run whose row did not land starts again from its checkpoint: every epoch is in it, so
