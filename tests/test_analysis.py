@@ -438,9 +438,10 @@ def test_token_pitch_is_the_grid_step_of_any_stem_not_the_unused_patch_size_fiel
 @pytest.mark.slow
 def test_chapter_06_section_7s_claims_hold_for_the_shipped_models():
     """Chapter 06 §7 compares chapter 13's shipped conv-stem ViT with vit_fmnist; its text says:
-    both rollouts favour the garment by a similar margin (about 8 points over even), the untrained
-    model not at all; the conv-stem model's layers 1-2 have no head below uniform distance, and
-    one head of layer 3 is the only one clearly below it, while vit_fmnist's first layer is below uniform."""
+    both rollouts favour the garment, the conv-stem model by more (about 13 points over even against
+    7.5), the untrained model not at all; the conv-stem model's layers 1-3 have no head more than
+    0.1 px below uniform distance, and one head of the last layer is the only one clearly below it,
+    while vit_fmnist's first layer is below uniform."""
     from vitcourse.data import load_fashion_mnist
     from vitcourse.models import create_model
     from vitcourse.settings import seed_everything
@@ -461,7 +462,7 @@ def test_chapter_06_section_7s_claims_hold_for_the_shipped_models():
         return 100 * float(share - on.float().mean())
 
     gains = [over_even(vit), over_even(conv)]
-    assert all(5 < g < 12 for g in gains) and abs(gains[0] - gains[1]) < 3, gains
+    assert 6 < gains[0] < 9 and 11.5 < gains[1] < 14.5 and gains[1] - gains[0] > 3, gains
     assert abs(over_even(untrained)) < 1
 
     def below_uniform(model, margin):  # (layers, heads): True where a head looks closer than uniform
@@ -469,6 +470,6 @@ def test_chapter_06_section_7s_claims_hold_for_the_shipped_models():
         return d < float(A.patch_distances(model.grid_size, A.token_pitch(model)).mean()) - margin
 
     conv_local = below_uniform(conv, 0.3)  # "clearly": by more than 0.3 px
-    assert not conv_local[:2].any() and conv_local[2].sum() == 1 and conv_local.sum() == 1, conv_local
-    assert not below_uniform(conv, 0.0)[:2].any()  # layers 1-2: at or above uniform
+    assert not conv_local[:-1].any() and conv_local[-1].sum() == 1, conv_local
+    assert not below_uniform(conv, 0.1)[:-1].any()  # layers 1-3: none more than 0.1 px closer
     assert below_uniform(vit, 0.0)[0].all()  # section 6: "slightly below that line"

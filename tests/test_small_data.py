@@ -67,15 +67,19 @@ def test_best_checkpoint_trains_only_the_shipped_run():
     assert ckpt_mod.PRETRAINED[sd.STEPS[sd.SHIPPED_VARIANT][0]].command == "make best-checkpoint"
 
 
-def test_the_regularised_hour_is_the_shipped_model_with_augmentation_and_stochastic_depth():
+def test_the_shipped_regularised_hour_is_the_best_step_with_augmentation_and_stochastic_depth():
     model, model_overrides, train_overrides, teacher = sd.REGULARISED["conv_stem_s_reg"]
     plain = sd.STEPS[sd.LONG_VARIANT]
     assert model == plain[0] and teacher == "" and model_overrides == {"drop_path_rate": 0.1}
     assert train_overrides == sd.AUGMENT and set(sd.REGULARISED).isdisjoint(sd.RECIPE)
     create_model(model, **model_overrides)  # a valid override
     TrainConfig(**train_overrides)
-    # the regularised hour never writes over the shipped checkpoint: it ships beside its own checkpoint
-    files = sd.run_files(sd.recipe_run("long", "conv_stem_s_reg", 0, max(sd.LONG_BUDGETS_S)))
+    # the regularised hour ships; the plain hour (the same model) never writes over it: its model
+    # goes beside its own checkpoint
+    assert sd.SHIPPED_VARIANT == "conv_stem_s_reg"
+    shipped = sd.run_files(sd.recipe_run("long", "conv_stem_s_reg", 0, max(sd.LONG_BUDGETS_S)))
+    assert shipped.ship_to == ckpt_mod.PRETRAINED_DIR / f"{model}.pt"
+    files = sd.run_files(sd.recipe_run("long", sd.LONG_VARIANT, 0, max(sd.LONG_BUDGETS_S)))
     assert files.ship_to is not None and files.ship_to.parent == files.checkpoint_dir
     assert files.ship_to.parent.parent.name == "small_data"
     with pytest.raises(ValueError, match="variant must be one of"):
@@ -326,3 +330,10 @@ def test_section_9s_claims_hold_for_the_shipped_model():
     # "the hardest class is still ...": the same class is the hardest for both models
     mine, base = s["per_class"][ch13.SHIPPED], s["per_class"][ch13.CHAPTER_05]
     assert mine.index(min(mine)) == base.index(min(base))
+    # "the same hour, regularised": the row is in the file, trained as small_data.REGULARISED says,
+    # with the shipped run's budget; it regularises (a smaller train-test gap) and misses the goal too
+    reg = s["regularised"]
+    assert reg is not None and ch13.REGULARISED in sd.REGULARISED
+    assert reg["overrides"] == sd.REGULARISED[ch13.REGULARISED][1] and reg["options"] == sd.REGULARISED[ch13.REGULARISED][2]
+    assert reg["train_acc"] - reg["accuracy"] < s["train_acc"] - acc
+    assert max(acc, reg["accuracy"]) < 100 * ch13.GOAL_SHIPPED

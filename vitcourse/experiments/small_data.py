@@ -78,8 +78,8 @@ LONG_VARIANT = BEST_VARIANT
 # the ViTs of the long part: the best recipe at every long budget, the others at the longest only
 LONG_VARIANTS: tuple[str, ...] = (LONG_VARIANT, *REGULARISED)
 # the long run whose 60-minute model ships as data/checkpoints/<model>.pt (the one chapters 05, 06,
-# 10 and 13 load): the plain hour, 92.41%, until a regularised hour beats it
-SHIPPED_VARIANT = LONG_VARIANT
+# 10 and 13 load): the regularised hour, 92.90%, over the plain hour's 92.41% (one seed each)
+SHIPPED_VARIANT = "conv_stem_s_reg"
 # the issue's yardstick for the long runs: the course's ResNet, same loop, the longest budget; it
 # never ships (data/checkpoints/resnet_fmnist.pt is chapter 12's model and the distillation teacher)
 LONG_REFERENCE = "resnet"

@@ -40,7 +40,7 @@ class HowToMake(NamedTuple):
 PRETRAINED: dict[str, HowToMake] = {
     "vit_fmnist": HowToMake("make checkpoint", "15-20 minutes"),
     "resnet_fmnist": HowToMake("make resnet-checkpoint", "15-20 minutes"),
-    # chapter 13's best ViT: the 60-minute run of the small-data ablation's long part
+    # chapter 13's best ViT: the regularised 60-minute run of the small-data ablation's long part
     "vit_convstem_s_fmnist": HowToMake("make best-checkpoint", "about 65 minutes"),
 }
 
