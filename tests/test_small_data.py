@@ -313,27 +313,29 @@ def test_the_committed_chapter_carries_the_discussion_of_the_committed_results()
 
 @pytest.mark.slow
 def test_section_9s_claims_hold_for_the_shipped_model():
-    """Section 9 (the shipped vit_convstem_s_fmnist against chapter 05's vit_fmnist) states these."""
+    """Section 9 (the shipped vit_convstem_s_fmnist against chapter 05's vit_fmnist, and the two
+    hours of the best step) states these."""
     ch13 = _chapter()
     s, m = ch13.shipped(), ch13.measured()
     assert s is not None, "vit_convstem_s_fmnist is shipped: its card must be there"
-    acc = s["accuracy"][ch13.SHIPPED]
-    # "misses it by ..." and "the ResNet ... in ten minutes ... above this hour-long ViT"
+    acc, plain, reg = s["accuracy"][ch13.SHIPPED], s["plain"], s["regularised"]
+    assert ch13.PLAIN == sd.LONG_VARIANT and ch13.REGULARISED in sd.REGULARISED
+    # "the regularised hour, the better of the two, ships"
+    assert s["variant"] == sd.SHIPPED_VARIANT == ch13.REGULARISED and reg["accuracy"] > plain["accuracy"]
+    # "misses it by ..." and "the ResNet ... in ten minutes ... above the hour-long ViT"
     assert acc < 100 * ch13.GOAL_SHIPPED and m["steps"]["resnet"]["mean"] > acc
-    assert acc > s["accuracy"][ch13.CHAPTER_05]  # the stem and the hour are worth points
-    # "it took N minutes rather than 60": the run overran its budget because it ran below the probe's speed
-    assert s["minutes"] > 60 and s["card"]["images_per_s"] < s["card"]["probe_images_per_s"]
-    # "what limits it now is the data": flat curve, a train-test gap over three times the ten-minute one
+    assert acc > s["accuracy"][ch13.CHAPTER_05]  # the stem, the hour and the regularisers are worth points
+    # "the plain hour over-fits": a flat curve, a train-test gap over three times the ten-minute one
     best = m["steps"][m["best"]]
-    assert abs(s["tail_gain"]) < 0.3
-    assert s["train_acc"] - acc > 3 * (best["train_acc"] - best["mean"]) > 0
+    assert abs(plain["tail_gain"]) < 0.3
+    assert plain["train_acc"] - plain["accuracy"] > 3 * (best["train_acc"] - best["mean"]) > 0
+    # "the same hour, regularised": trained as small_data.REGULARISED says; "the regularisers pay"
+    # (by more than the seed noise) and the train-test gap shrinks
+    assert reg["overrides"] == sd.REGULARISED[ch13.REGULARISED][1] and reg["options"] == sd.REGULARISED[ch13.REGULARISED][2]
+    assert reg["accuracy"] - plain["accuracy"] > ch13.SEED_NOISE
+    assert reg["train_acc"] - reg["accuracy"] < plain["train_acc"] - plain["accuracy"]
+    # "the ten-minute seeds of this step span less than a tenth of a point"
+    assert best["max"] - best["min"] < 0.1
     # "the hardest class is still ...": the same class is the hardest for both models
     mine, base = s["per_class"][ch13.SHIPPED], s["per_class"][ch13.CHAPTER_05]
     assert mine.index(min(mine)) == base.index(min(base))
-    # "the same hour, regularised": the row is in the file, trained as small_data.REGULARISED says,
-    # with the shipped run's budget; it regularises (a smaller train-test gap) and misses the goal too
-    reg = s["regularised"]
-    assert reg is not None and ch13.REGULARISED in sd.REGULARISED
-    assert reg["overrides"] == sd.REGULARISED[ch13.REGULARISED][1] and reg["options"] == sd.REGULARISED[ch13.REGULARISED][2]
-    assert reg["train_acc"] - reg["accuracy"] < s["train_acc"] - acc
-    assert max(acc, reg["accuracy"]) < 100 * ch13.GOAL_SHIPPED
