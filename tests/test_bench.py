@@ -112,9 +112,12 @@ def test_part_3_times_the_best_recipe_then_the_plain_vit_and_reads_the_shipped_c
     monkeypatch.setattr(bench, "probe_speed", lambda run, data, device=None: {"vit_fmnist": 100.0}.get(run.model, 50.0))
     monkeypatch.setattr(bench, "time_to_accuracy", fake_run)
     card = {"model": sd.RECIPE[sd.BEST_VARIANT][0], "test_accuracy": 0.9512, "test_images": 10_000, "epochs": 40,
-            "wall_time_s": 3500.0, "command": "python -m vitcourse smalldata --parts long"}
+            "wall_time_s": 3500.0, "command": "python -m vitcourse smalldata --parts long", "budget_s": 3600.0}
     (tmp_path / f"{card['model']}.json").write_text(json.dumps(card))
     monkeypatch.setattr(bench, "PRETRAINED_DIR", tmp_path)
+    resnet = {"experiment": "long", "variant": sd.LONG_REFERENCE, "model": "resnet_fmnist", "budget_s": "3600.0",
+              "test_accuracy": "0.9402", "epochs": "120", "fit_wall_s": "3700.0"}
+    monkeypatch.setattr(bench, "read_rows", lambda: [{**resnet, "budget_s": "1800.0", "test_accuracy": "0.9"}, resnet])
     path = tmp_path / "bench.json"
     assert bench.main(parse(["--steps", "1", "--batch-size", "4", "--budget-min", "2", "--train-size", "300",
                              "--json", str(path)])) == 0
@@ -124,7 +127,22 @@ def test_part_3_times_the_best_recipe_then_the_plain_vit_and_reads_the_shipped_c
     assert (out["model"], out["acc_at_10_min"], out["probe_img_per_s"]) == (best_model, 0.931, 50.0)
     assert (out["reference_model"], out["reference_acc_at_10_min"], out["reference_time_to_90_s"]) == ("vit_fmnist", 0.899, None)
     assert out["shipped_acc"] == 0.9512 and out["peak_rss_mb"] == 700.0
+    assert (out["long_reference_acc"], out["long_reference_epochs"], out["long_reference_wall_s"]) == (0.9402, 120, 3700.0)
     assert out["goals"] == {"speedup >= 3x": out["speedup"] >= 3, "93% within 10 min": True,
                             "shipped model >= 95%": True, "plain ViT 92% within 10 min": False, "peak RSS < 2 GB": True}
     printed = capsys.readouterr().out
     assert f"best recipe {sd.BEST_VARIANT}" in printed and "95.12%" in printed
+    assert "resnet_fmnist by the same loop" in printed and "94.02% after 120 epochs" in printed
+    assert "+1.10 points for the ViT" in printed
+
+
+def test_the_long_reference_is_the_resnet_row_at_the_shipped_budget(monkeypatch):
+    from vitcourse.experiments import small_data as sd
+
+    rows = [{"experiment": "long", "variant": "conv_stem_s", "budget_s": "3600.0"},
+            {"experiment": "long", "variant": sd.LONG_REFERENCE, "budget_s": "1800.0"},
+            {"experiment": "recipe", "variant": sd.LONG_REFERENCE, "budget_s": "3600.0"},
+            {"experiment": "long", "variant": sd.LONG_REFERENCE, "budget_s": "3600.0", "test_accuracy": "0.93"}]
+    monkeypatch.setattr(bench, "read_rows", lambda: rows)
+    assert bench.long_reference_row(3600.0) is rows[3]
+    assert bench.long_reference_row(600.0) is None

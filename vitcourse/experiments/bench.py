@@ -10,7 +10,9 @@
    process for as many epochs as fit the budget (10 minutes) at its probed speed (the ablation's
    own probe and plan, `experiments.budget`); the wall time to 90% test accuracy and the accuracy
    of the last epoch inside the budget. Then the shipped long-run model's card (chapter 13's
-   60-minute run, if it is in ``data/checkpoints``) for the >= 95% goal.
+   60-minute run, if it is in ``data/checkpoints``) for the >= 95% goal, beside the course's ResNet
+   trained by the same loop for the same 60 minutes (the long part's reference row, if it is in
+   ``small_data_long.csv``).
 4. Peak resident memory of the best recipe's training process.
 
 ``--quick`` runs parts 1 and 2 only; ``--json PATH`` writes the figures. Not a timed test: on a
@@ -41,10 +43,10 @@ from ..training.checkpoint import PRETRAINED_DIR
 from ..training.precision import resolve_precision
 from ..training.loop import TrainConfig, fit
 from .budget import BudgetedRun, plan_epochs, probe_speed
-from .small_data import BEST_VARIANT, RECIPE, recipe_run
+from .small_data import BEST_VARIANT, LONG_REFERENCE, RECIPE, read_rows, recipe_run
 
 KEYS = ("d2l_img_per_s", "vitcourse_img_per_s", "speedup", "mfu", "time_to_90_s", "acc_at_10_min",
-        "reference_acc_at_10_min", "shipped_acc")
+        "reference_acc_at_10_min", "shipped_acc", "long_reference_acc")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -205,6 +207,14 @@ def shipped_card(variant: str = BEST_VARIANT) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def long_reference_row(budget_s: float) -> dict[str, str] | None:
+    """The long part's ResNet row at `budget_s` (the shipped card's budget): the yardstick the
+    >= 95% goal is read beside (None if it has not run)."""
+    rows = [r for r in read_rows() if r["experiment"] == "long" and r["variant"] == LONG_REFERENCE
+            and float(r["budget_s"]) == budget_s]
+    return rows[0] if rows else None
+
+
 def main(args: argparse.Namespace) -> int:
     try:
         _d2l()  # part 1 runs D2L's own model: say how to install it before anything is measured
@@ -282,6 +292,17 @@ def main(args: argparse.Namespace) -> int:
             print(f"   shipped {card['model']}: {100 * card['test_accuracy']:.2f}% on {card['test_images']:,} test "
                   f"images after {card['epochs']} epochs, {card['wall_time_s'] / 60:.0f} min (goal: 95%; its card: "
                   f"{card['command']})")
+            resnet = long_reference_row(card["budget_s"])
+            if resnet is None:
+                print(f"   {LONG_REFERENCE} for the same {card['budget_s'] / 60:.0f} min: not in the long part's CSV yet")
+            else:
+                out["long_reference_acc"], out["long_reference_model"] = float(resnet["test_accuracy"]), resnet["model"]
+                out["long_reference_epochs"] = int(resnet["epochs"])
+                out["long_reference_wall_s"] = float(resnet["fit_wall_s"])
+                print(f"   beside it, {resnet['model']} by the same loop, planned for the same "
+                      f"{card['budget_s'] / 60:.0f} min: {100 * out['long_reference_acc']:.2f}% after "
+                      f"{resnet['epochs']} epochs, {out['long_reference_wall_s'] / 60:.0f} min "
+                      f"({100 * (out['shipped_acc'] - out['long_reference_acc']):+.2f} points for the ViT)")
         print(f"4. Peak resident memory of the best recipe's training process: {out['peak_rss_mb']:.0f} MB "
               "(goal < 2048 MB)")
     out["goals"] = goals(out)
