@@ -237,6 +237,33 @@ def test_resume_refuses_a_changed_config(data, tmp_path):
 
 # ------------------------------------------------------------------ fp16 + GradScaler (Colab's T4)
 
+@pytest.mark.parametrize("flags, capability, expected", [
+    ({"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}, "AVX512", "bf16"),  # AMX: bf16 doubled training speed
+    ({"avx512f", "avx512_bf16"}, "AVX512", "fp32"),  # AVX512-BF16 alone: bf16 was 10-25% slower
+    ({"avx2"}, "AVX2", "fp32"),
+    ({"avx512f", "amx_bf16"}, "AVX2", "fp32"),  # a torch build without AVX-512 kernels
+])
+def test_cpu_precision_is_bf16_only_where_the_cpu_has_amx(monkeypatch, flags, capability, expected):
+    from vitcourse import settings
+
+    monkeypatch.setattr(settings, "cpu_flags", lambda: flags)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    assert supports_bf16("cpu") is (expected == "bf16")
+    assert resolve_precision("auto", "cpu") == expected
+
+
+def test_cpu_flags_are_whole_words_of_the_flags_line(tmp_path, monkeypatch):
+    import builtins
+
+    from vitcourse import settings
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("model name\t: A CPU with amx_bf16 in its name\nflags\t\t: fpu avx512_bf16 avx512f\n")
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda path, *a, **k: real_open(cpuinfo if path == "/proc/cpuinfo" else path, *a, **k))
+    assert settings.cpu_flags() == {"fpu", "avx512_bf16", "avx512f"}
+
+
 @pytest.mark.parametrize("capability, expected", [((7, 5), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16")])
 def test_cuda_precision_follows_compute_capability(monkeypatch, capability, expected):
     # A T4 is compute capability 7.5: torch.cuda.is_bf16_supported() says True there (emulated

@@ -3,7 +3,8 @@
 - CUDA with bf16 (Ampere and newer): bf16 autocast, no gradient scaler (bf16 has fp32's range).
 - CUDA without bf16 (Colab's T4): fp16 autocast with a `GradScaler`, because small fp16
   gradients underflow to zero unless the loss is scaled up first.
-- CPU with native bf16 (AVX512-BF16 / AMX): bf16 autocast, which doubled training speed here.
+- CPU with AMX (Sapphire Rapids and newer Xeons): bf16 autocast, which doubled training speed
+  there. AVX512-BF16 without AMX is slower in bf16 than in fp32 (see `settings.supports_bf16`).
 - Anything else, or on request: fp32.
 """
 from __future__ import annotations
