@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from vitcourse.experiments import bench
+from vitcourse.experiments import bench, budget
 from vitcourse.models import create_model
 
 
@@ -26,6 +26,7 @@ def test_quick_bench_writes_every_key(tmp_path, capsys):
     assert set(bench.KEYS) <= set(out)
     assert out["time_to_90_s"] is None and out["acc_at_10_min"] is None  # part 3 not run
     assert out["d2l_img_per_s"] > 0 and out["vitcourse_img_per_s"] > 0
+    assert out["hardware"] == budget.machine()  # the machine, with the precision it trains in on a CPU
     assert out["speedup"] == pytest.approx(out["vitcourse_img_per_s"] / out["d2l_img_per_s"])
     assert out["mfu"] == pytest.approx(out["achieved_gflops"] / out["peak_gflops"])
     assert 0 < out["mfu"] < 1.5
