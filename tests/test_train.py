@@ -252,16 +252,13 @@ def test_cpu_precision_is_bf16_only_where_the_cpu_has_amx(monkeypatch, flags, ca
     assert resolve_precision("auto", "cpu") == expected
 
 
-def test_cpu_flags_are_whole_words_of_the_flags_line(tmp_path, monkeypatch):
-    import builtins
-
+def test_cpu_flags_are_whole_words_of_the_flags_line(tmp_path):
     from vitcourse import settings
 
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("model name\t: A CPU with amx_bf16 in its name\nflags\t\t: fpu avx512_bf16 avx512f\n")
-    real_open = builtins.open
-    monkeypatch.setattr(builtins, "open", lambda path, *a, **k: real_open(cpuinfo if path == "/proc/cpuinfo" else path, *a, **k))
-    assert settings.cpu_flags() == {"fpu", "avx512_bf16", "avx512f"}
+    assert settings.cpu_flags(str(cpuinfo)) == {"fpu", "avx512_bf16", "avx512f"}
+    assert settings.cpu_flags(str(tmp_path / "missing")) == set()
 
 
 @pytest.mark.parametrize("capability, expected", [((7, 5), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16")])

@@ -92,10 +92,10 @@ def supports_bf16(device: torch.device | str) -> bool:
     return False
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags from /proc/cpuinfo (empty where there is none, e.g. macOS)."""
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
+    """The CPU's feature flags from `cpuinfo` (empty where there is none, e.g. macOS)."""
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(cpuinfo) as f:
             text = f.read()
     except OSError:
         return set()
