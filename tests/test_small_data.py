@@ -297,6 +297,10 @@ def test_the_chapters_claims_hold_in_the_committed_results():
     assert st[best]["mean"] < 100 * ch13.GOAL_10_MIN
     assert st[best]["tail_gain"] > 0.5 and abs(vit["tail_gain"]) < 0.3 and abs(st["resnet"]["tail_gain"]) < 0.3
     assert st[best]["train_acc"] - st[best]["mean"] < st["resnet"]["train_acc"] - st["resnet"]["mean"]
+    # "more epochs do pay, up to a point": the best step planned for 30 minutes gains over its ten
+    # minutes by more than the seed noise; the hour trains more epochs (its sign is printed as measured)
+    half, hour = m["long"][(best, 1800.0)], m["long"][(best, 3600.0)]
+    assert half["accuracy"] - st[best]["mean"] > ch13.SEED_NOISE and hour["epochs"] > half["epochs"] > st[best]["epochs"]
 
 
 def test_the_committed_chapter_carries_the_discussion_of_the_committed_results():
