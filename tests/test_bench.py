@@ -98,6 +98,18 @@ def test_part_3_trains_each_recipe_step_with_the_flags_of_its_recipe():
 
 
 @pytest.mark.slow
+def test_the_shipped_card_is_the_long_parts_shipped_step_and_its_absence_says_how_to_train_it(tmp_path, monkeypatch):
+    """The card is found through SHIPPED_VARIANT's model, not the 10-minute BEST_VARIANT's (they may differ)."""
+    from vitcourse.experiments import small_data as sd
+
+    monkeypatch.setattr(bench, "PRETRAINED_DIR", tmp_path)
+    monkeypatch.setitem(sd.STEPS, sd.SHIPPED_VARIANT, ("some_other_model", {}, {}, ""))
+    assert bench.shipped_card() is None
+    (tmp_path / "some_other_model.json").write_text(json.dumps({"model": "some_other_model"}))
+    (tmp_path / f"{sd.RECIPE[sd.BEST_VARIANT][0]}.json").write_text(json.dumps({"model": "the 10-minute step's"}))
+    assert bench.shipped_card() == {"model": "some_other_model"}
+
+
 def test_part_3_times_the_best_recipe_then_the_plain_vit_and_reads_the_shipped_card(tmp_path, monkeypatch, capsys):
     from vitcourse.experiments import small_data as sd
 
@@ -112,7 +124,7 @@ def test_part_3_times_the_best_recipe_then_the_plain_vit_and_reads_the_shipped_c
 
     monkeypatch.setattr(bench, "probe_speed", lambda run, data, device=None: {"vit_fmnist": 100.0}.get(run.model, 50.0))
     monkeypatch.setattr(bench, "time_to_accuracy", fake_run)
-    card = {"model": sd.RECIPE[sd.BEST_VARIANT][0], "test_accuracy": 0.9512, "test_images": 10_000, "epochs": 40,
+    card = {"model": sd.STEPS[sd.SHIPPED_VARIANT][0], "test_accuracy": 0.9512, "test_images": 10_000, "epochs": 40,
             "wall_time_s": 3500.0, "command": "python -m vitcourse smalldata --parts long", "budget_s": 3600.0}
     (tmp_path / f"{card['model']}.json").write_text(json.dumps(card))
     monkeypatch.setattr(bench, "PRETRAINED_DIR", tmp_path)

@@ -43,7 +43,7 @@ from ..training.checkpoint import PRETRAINED_DIR
 from ..training.precision import resolve_precision
 from ..training.loop import TrainConfig, fit
 from .budget import BudgetedRun, machine, plan_epochs, probe_speed
-from .small_data import BEST_VARIANT, LONG_REFERENCE, RECIPE, read_rows, recipe_run
+from .small_data import BEST_VARIANT, LONG_REFERENCE, SHIPPED_VARIANT, STEPS, read_rows, recipe_run
 
 KEYS = ("d2l_img_per_s", "vitcourse_img_per_s", "speedup", "mfu", "time_to_90_s", "acc_at_10_min",
         "reference_acc_at_10_min", "shipped_acc", "long_reference_acc")
@@ -201,9 +201,10 @@ def goals(out: dict[str, Any]) -> dict[str, bool | None]:
             "peak RSS < 2 GB": judge("peak_rss_mb", lambda v: v < 2048)}
 
 
-def shipped_card(variant: str = BEST_VARIANT) -> dict[str, Any] | None:
-    """The card of chapter 13's shipped long-run model (None if it has not shipped yet)."""
-    path = PRETRAINED_DIR / f"{RECIPE[variant][0]}.json"
+def shipped_card(variant: str = SHIPPED_VARIANT) -> dict[str, Any] | None:
+    """The card of chapter 13's shipped long-run model (None if it has not shipped yet): the model
+    of the long part's shipped step, which may differ from the 10-minute BEST_VARIANT in its options."""
+    path = PRETRAINED_DIR / f"{STEPS[variant][0]}.json"
     return json.loads(path.read_text()) if path.is_file() else None
 
 
@@ -285,8 +286,7 @@ def main(args: argparse.Namespace) -> int:
         out["budget_s"] = budget
         card = shipped_card()
         if card is None:
-            print(f"   shipped {RECIPE[BEST_VARIANT][0]}: not in {PRETRAINED_DIR} yet "
-                  "(`make smalldata SMALLDATA_ARGS='--parts long'`)")
+            print(f"   shipped {STEPS[SHIPPED_VARIANT][0]}: not in {PRETRAINED_DIR} yet (`make best-checkpoint`)")
         else:
             out["shipped_acc"], out["shipped_model"] = card["test_accuracy"], card["model"]
             out["shipped_wall_s"], out["shipped_epochs"] = card["wall_time_s"], card["epochs"]
