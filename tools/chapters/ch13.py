@@ -1024,7 +1024,7 @@ for variant in [v for v in variants if v in summary]:
     print(f"{variant:15s} {runs[0]['model']:22s} {s.params:8,d} {s.macs / 1e6:6.1f} {epochs:>7s} {len(runs):>5d} "
           f"{accuracy:>37s} {spread:>14s} {wall:>14s}"
           + (f"  ({diverged} diverged)" if diverged else ""))
-for r in (r for r in rows if r["experiment"] == "long"):
+for r in sorted((r for r in rows if r["experiment"] == "long"), key=lambda r: (r["variant"], float(r["budget_s"]))):
     print(f"long: {r['variant']} for {float(r['budget_s']) / 60:.0f} min, seed {r['seed']}: {r['epochs']} epochs, "
           f"test accuracy {100 * float(r['test_accuracy']):.2f}%")
 """),
@@ -1044,7 +1044,7 @@ if rows:
         axes[1].plot(seconds, accuracy, **kw)
     present = list(dict.fromkeys(r["variant"] for r in rows))
     handles = [plt.Line2D([], [], color=colors.get(v, "k"), label=v) for v in present]
-    handles += [plt.Line2D([], [], color="gray", ls=ls, label=f"seed {seed}")
+    handles += [plt.Line2D([], [], color="black", ls=ls, label=f"seed {seed}")
                 for seed, ls in styles.items() if any(int(r["seed"]) == seed for r in rows)]
     axes[0].set_xlabel("epoch")
     axes[0].set_title("Test accuracy after every epoch, every run")
