@@ -97,8 +97,7 @@ def test_part_3_trains_each_recipe_step_with_the_flags_of_its_recipe():
         bench.train_arguments(dataclasses.replace(sd.recipe_run("bench", "vit", 0, 60.0), model_overrides=(("depth", 1),)))
 
 
-@pytest.mark.slow
-def test_the_shipped_card_is_the_long_parts_shipped_step_and_its_absence_says_how_to_train_it(tmp_path, monkeypatch):
+def test_the_shipped_card_is_the_long_parts_shipped_step_and_none_while_missing(tmp_path, monkeypatch):
     """The card is found through SHIPPED_VARIANT's model, not the 10-minute BEST_VARIANT's (they may differ)."""
     from vitcourse.experiments import small_data as sd
 
@@ -110,6 +109,7 @@ def test_the_shipped_card_is_the_long_parts_shipped_step_and_its_absence_says_ho
     assert bench.shipped_card() == {"model": "some_other_model"}
 
 
+@pytest.mark.slow
 def test_part_3_times_the_best_recipe_then_the_plain_vit_and_reads_the_shipped_card(tmp_path, monkeypatch, capsys):
     from vitcourse.experiments import small_data as sd
 
