@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 NB_TIMEOUT ?= 900
 
-.PHONY: setup lab test unit notebooks student book bench checkpoint resnet-checkpoint best-checkpoint train-checkpoint sweep compare mixers robustness smalldata gpu-check grade translations clean
+.PHONY: setup lab test test-all unit notebooks chapters facts student book bench checkpoint resnet-checkpoint best-checkpoint train-checkpoint sweep compare mixers robustness smalldata gpu-check grade translations clean
 
 setup: $(STAMP)
 
@@ -47,6 +47,15 @@ unit: $(STAMP)
 
 notebooks: $(STAMP)
 	VITCOURSE_FAST=1 MPLBACKEND=Agg $(BIN)/python -m pytest -q --nbval-lax $(EDITIONS_IGNORE) notebooks/
+
+# The chapters' notebooks from their one source each, chapters/NN_name.md (MyST markdown), with
+# the measured facts of data/facts/NN_name.json filled in: `make chapters` after editing a chapter,
+# `make facts chapters` after a results CSV or a card changed (see tools/chapters.py, tools/facts/).
+chapters: $(STAMP)
+	$(BIN)/python -m tools.chapters build
+
+facts: $(STAMP)
+	$(BIN)/python -m tools.facts write
 
 # Student copies of every chapter in ./student/ (solutions stubbed, hidden tests removed, no outputs).
 student: $(STAMP)
@@ -131,14 +140,14 @@ gpu-check: $(STAMP)
 FAST ?= 1
 BOOK_LANG := $(if $(filter command line,$(origin LANG)),$(LANG),all)
 book: $(STAMP)
-	LANG=C.UTF-8 $(BIN)/python tools/book.py build --fast $(FAST) --lang $(BOOK_LANG)
+	LANG=C.UTF-8 $(BIN)/python -m tools.book build --fast $(FAST) --lang $(BOOK_LANG)
 
 # After an English chapter changed: merge its text into locales/{ko,ja} (new messages come
 # untranslated, changed ones fuzzy: translate them, see locales/GLOSSARY.md), then regenerate
 # notebooks/ko and notebooks/ja from the catalogs. tests/test_editions.py fails until both are done.
 translations: $(STAMP)
-	$(BIN)/python tools/translations.py update
-	$(BIN)/python tools/translations.py editions
+	$(BIN)/python -m tools.translations update
+	$(BIN)/python -m tools.translations editions
 
 clean:
 	rm -rf $(VENV) _build student

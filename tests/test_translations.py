@@ -2,16 +2,14 @@
 with the editions themselves)."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from tools import translations as tr
 
-from tools import translations as tr  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_markdown_blocks_are_translated_and_their_markers_kept():
@@ -87,3 +85,24 @@ def test_a_translation_that_starts_like_a_block_is_escaped():
     assert tr.escape_block_start("- 항목") == "\\- 항목" and tr.escape_block_start("2.5배 빠름") == "2.5배 빠름"
     assert tr.message_problems("2. Cutting", "2. 자르기", "ko")[0].startswith("starts like a markdown block")
     assert tr.message_problems("2. Cutting", "2\\. 자르기", "ko") == []
+
+
+def test_broken_emphasis_and_changed_placeholders_are_problems():
+    # CommonMark: a closing ** after a full-width bracket and before kana does not close
+    broken = tr.message_problems("The **encoder block** is", "**エンコーダブロック（encoder block）**は", "ja")
+    assert any(p.startswith("markup differs after rendering: strong_open 1 -> 0") for p in broken)
+    assert tr.message_problems("The **encoder block** is", "**エンコーダブロック**（encoder block）は", "ja") == []
+    moved = tr.message_problems("It reaches {{ vit_acc }}%.", "{{ vit_ac }}% に達する。", "ja")
+    assert moved == ["placeholders differ: expected ['vit_acc'], got ['vit_ac']"]
+    assert tr.message_problems("It reaches {{ vit_acc }}%.", "{{ vit_acc }}% に達する。", "ja") == []
+
+
+def test_an_old_translation_is_carried_over_to_the_placeholders_of_its_message():
+    facts = {"acc": 89.76, "epochs": 3, "best": "conv_stem_s"}
+    template = "After {{ epochs }} epochs `{{ best }}` reaches {{ acc }}% (30 runs)."
+    old = "{{ epochs }} 에포크 후 `{{ best }}`는 {{ acc }}%에 도달합니다(30회)."
+    rendered_old = old.replace("{{ epochs }}", "3").replace("{{ best }}", "conv_stem_s").replace("{{ acc }}", "89.76")
+    assert tr.with_placeholders(rendered_old, template, facts) == old  # 3 is not taken out of 30
+    # two facts that read alike, or a value the translation lost: translated again, never guessed
+    assert tr.with_placeholders("3 と 3", "{{ a }} and {{ b }}", {"a": 3, "b": 3}) is None
+    assert tr.with_placeholders("에포크 후", "After {{ epochs }} epochs", facts) is None

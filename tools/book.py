@@ -33,6 +33,8 @@ from typing import Callable
 
 import yaml
 
+from tools.catalogs import catalog_lookup, rendered_catalogs
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 CONFIG = ROOT / "book.yml"
@@ -103,10 +105,6 @@ def _title_translator(edition: Edition, locales: Path) -> Callable[[Path, str], 
     """(page, English text) -> the text in `edition`, from the page's catalog when it has one."""
     if edition.lang == "en":
         return lambda page, text: text
-    if str(ROOT) not in sys.path:  # run as a script (tools/book.py): make `tools` importable
-        sys.path.insert(0, str(ROOT))
-    from tools.translations import catalog_lookup  # noqa: PLC0415 (it imports this module)
-
     def translate(page: Path, text: str) -> str:
         # Untranslated stays English, as Sphinx does with the page's own text (tests/
         # test_translations.py is what fails on an unfinished catalog, not the build).
@@ -169,7 +167,9 @@ def edition_config(edition: Edition, cache: Path, out: Path, config: Path = CONF
         cfg["repository"]["path_to_book"] = f"{cfg['repository']['path_to_book']}/{edition.folder}"
     sphinx = cfg.setdefault("sphinx", {}).setdefault("config", {})
     sphinx["language"] = edition.lang
-    sphinx["locale_dirs"] = [str(locales)]
+    # The catalogs keep the chapters' {{ name }} placeholders; the pages Sphinx reads have the
+    # numbers filled in, so it matches them against copies with the facts filled in too.
+    sphinx["locale_dirs"] = [str(rendered_catalogs(out / "locales", edition.lang, locales))] if edition.folder else []
     # (the pages sit at the top level, so each page reads its own catalog <page>.po)
     sphinx["vitcourse_edition"] = edition.lang
     sphinx["vitcourse_editions"] = {e.lang: [e.folder, e.name] for e in EDITIONS.values()}

@@ -24,14 +24,16 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from tools.book import CONFIG, NOTEBOOKS, read_config, write_toc
+from tools.catalogs import catalog_lookup, read_catalog
+from tools.chapters import (placeholders, read_facts, render_value, sources, substitute,
+                            template_notebook)
 
-from tools.book import CONFIG, NOTEBOOKS, chapters, read_config, write_toc  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 LOCALES = ROOT / "locales"
 LANGUAGES: tuple[str, ...] = ("ko", "ja")
@@ -52,11 +54,32 @@ def gettext_config(out: Path) -> Path:
     return path
 
 
-def extract(pot_dir: Path = POT_DIR, source: Path = NOTEBOOKS) -> list[Path]:
-    """Write one ``.pot`` template per page of the book into `pot_dir`; returns them."""
+def write_templates(folder: Path, pages: Path = NOTEBOOKS) -> Path:
+    """The book's pages with their ``{{ name }}`` placeholders kept, in `folder`: every chapter
+    built from ``chapters/`` without its facts, and the markdown pages (``index.md``, ...) as
+    they are. The catalogs are extracted from these, so a new measurement changes no catalog."""
+    import shutil
+
+    import nbformat
+
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    for source in sources():
+        nbformat.write(template_notebook(source), str(folder / f"{source.stem}.ipynb"))
+    for page in pages.glob("*.md"):
+        shutil.copy(page, folder / page.name)
+    return folder
+
+
+def extract(pot_dir: Path = POT_DIR, source: Path | None = None) -> list[Path]:
+    """Write one ``.pot`` template per page of the book into `pot_dir`; returns them. `source`
+    is a folder of pages; by default the placeholder templates (`write_templates`)."""
     if pot_dir.name != "gettext" or pot_dir.parent.name != "_build":
         raise ValueError(f"pot_dir must be a folder _build/gettext (Jupyter Book's layout), got {pot_dir}")
     build = pot_dir.parent
+    if source is None:
+        source = write_templates(build / "templates")
     config = gettext_config(build / "gettext_config")
     toc = write_toc(build / "gettext_config" / "_toc.yml", source)
     jb = Path(sys.executable).with_name("jupyter-book")
@@ -92,14 +115,6 @@ def strip_volatile_headers(path: Path) -> None:
     lines = [line for line in body.splitlines(keepends=True)
              if not line.startswith(('"POT-Creation-Date:', '"Generated-By:', '"PO-Revision-Date:'))]
     path.write_text(HEADER_COMMENT + sep + "".join(lines), encoding="utf-8")
-
-
-def read_catalog(path: Path):
-    """A catalog as babel reads it (the reader Sphinx and sphinx-intl use)."""
-    from babel.messages.pofile import read_po
-
-    with open(path, "rb") as f:
-        return read_po(f)
 
 
 @dataclass(frozen=True)
@@ -164,7 +179,37 @@ def message_problems(msgid: str, msgstr: str, lang: str) -> list[str]:
     lost = [n for n in set(numbers) if have.count(n) < numbers.count(n)]
     if lost:
         problems.append(f"numbers missing: {sorted(lost)}")
+    if sorted(placeholders(msgid)) != sorted(placeholders(msgstr)):
+        problems.append(f"placeholders differ: expected {sorted(placeholders(msgid))}, "
+                        f"got {sorted(placeholders(msgstr))}")
+    want, got = markup(msgid), markup(msgstr)
+    if want != got:
+        changed = sorted(k for k in want.keys() | got.keys() if want[k] != got[k])
+        problems.append("markup differs after rendering: " + ", ".join(
+            f"{k} {want[k]} -> {got[k]}" for k in changed)
+            + (" (a closing ** or * after a full-width bracket and before a letter does not close: "
+               "move the marker inside the bracket or drop the bracket)" if any("em" in k or "strong" in k
+                                                                                  for k in changed) else ""))
     return problems
+
+
+_MARKUP = ("strong_open", "em_open", "link_open", "image")  # (code spans and maths: checked above)
+
+
+def markup(text: str) -> "Counter[str]":
+    """How many emphasis, links and images `text` renders to, as markdown-it (MyST's
+    parser) reads it, and how many ``*`` are left as plain text (an emphasis marker that did not
+    pair up after rendering)."""
+    from collections import Counter
+
+    counts: Counter[str] = Counter()
+    for token in _markdown_parser().parseInline(text):
+        for child in token.children or []:
+            if child.type in _MARKUP:
+                counts[child.type] += 1
+            elif child.type == "text" and "*" in child.content:
+                counts["unpaired *"] += child.content.count("*")
+    return counts
 
 
 def check(path: Path) -> list[str]:
@@ -260,56 +305,109 @@ SETUP_TAG = "colab-setup"  # tools/nbbuild.py's Colab set-up cell
 SETUP_CD = re.compile(r"^(\s*%cd \S+/notebooks)$", re.M)
 
 
-def edition_notebook(path: Path, lang: str, translate: Callable[[str], str]):
-    """The `lang` edition of an English chapter: every markdown cell translated, every code cell
-    (and the cell ids, so that grading and nbval address the same cells) as it is, but for the
-    Colab set-up cell's last line, which enters notebooks/<lang>/ (where the exercise checks read
-    the language from, as they do locally, where Jupyter starts the kernel in the notebook's
-    folder)."""
-    import nbformat
-
-    notebook = nbformat.read(str(path), as_version=4)
-    for cell in notebook.cells:
+def edition_notebook(notebook, lang: str, translate: Callable[[str], str],
+                     facts: Mapping[str, Any] | None = None, name: str = "chapter"):
+    """The `lang` edition of an English chapter `notebook` (its placeholder template, see
+    `write_templates`): every markdown cell translated, then its ``{{ name }}`` placeholders filled
+    from `facts`; every code cell (and the cell ids, so that grading and nbval address the same
+    cells) as it is, but for the Colab set-up cell's last line, which enters notebooks/<lang>/
+    (where the exercise checks read the language from, as they do locally, where Jupyter starts
+    the kernel in the notebook's folder)."""
+    for i, cell in enumerate(notebook.cells):
         if cell.cell_type == "markdown":
             cell.source = translate_markdown(cell.source, translate)
+            if facts is not None:
+                cell.source = substitute(cell.source, facts, f"{lang}/{name}, cell {i}")
         elif SETUP_TAG in cell.get("metadata", {}).get("tags", []):
             cell.source, n = SETUP_CD.subn(rf"\1/{lang}", cell.source)
             if n != 1:
-                raise ValueError(f"{path.name}: the Colab set-up cell must end in `%cd .../notebooks`, "
+                raise ValueError(f"{name}: the Colab set-up cell must end in `%cd .../notebooks`, "
                                  f"got {cell.source.splitlines()[-1]!r}")
     notebook.metadata["language"] = lang
     return notebook
 
 
-def catalog_lookup(path: Path) -> Callable[[str], str]:
-    """A function msgid -> msgstr of a catalog; a message it lacks or has untranslated is an error
-    (the chapter changed since `update`, or the catalog is not finished)."""
-    strings = {m.id: m.string for m in read_catalog(path) if m.id and m.string and not m.fuzzy}
-
-    def translate(message: str) -> str:
-        if message not in strings:
-            raise KeyError(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}: no translation of "
-                           f"{message[:70]!r}: translate it there (`tools/translations.py check` lists "
-                           "every such message), then run `make translations` again")
-        return strings[message]
-    return translate
-
-
 def editions(languages: tuple[str, ...] = LANGUAGES, source: Path = NOTEBOOKS,
              locales: Path = LOCALES) -> dict[Path, str]:
     """{notebooks/<lang>/NN_name.ipynb: its text} for every chapter and language, generated from
-    the English chapter and its catalog (deterministic: the same inputs give the same bytes)."""
+    the chapter's source, its catalog and its facts (deterministic: the same inputs give the same
+    bytes). A message not yet translated stays in English; `check` lists those."""
     import nbformat
 
     out = {}
     for lang in languages:
-        for chapter in chapters(source):
+        for chapter in sources():
             catalog = locales / lang / "LC_MESSAGES" / f"{chapter.stem}.po"
             if not catalog.is_file():
                 raise FileNotFoundError(f"{catalog}: no catalog for {chapter.name}: run `make translations`")
-            notebook = edition_notebook(chapter, lang, catalog_lookup(catalog))
-            out[source / lang / chapter.name] = nbformat.writes(notebook) + "\n"
+            notebook = edition_notebook(template_notebook(chapter), lang, catalog_lookup(catalog, fallback=True),
+                                        read_facts(chapter.stem), chapter.name)
+            out[source / lang / f"{chapter.stem}.ipynb"] = nbformat.writes(notebook) + "\n"
     return out
+
+
+def messages_of(markdown: str) -> list[str]:
+    """The catalog messages of one markdown cell, in order (as `translate_markdown` cuts them)."""
+    found: list[str] = []
+    translate_markdown(markdown, lambda message: found.append(message) or message)
+    return found
+
+
+def _number_pattern(value: str) -> re.Pattern:
+    """`value` as a whole number or word: 3 must not match inside 30, 0.5 or 3.1."""
+    return re.compile(rf"(?<![\w.,]){re.escape(value)}(?!\w|[.,]\d)")
+
+
+def with_placeholders(msgstr: str, template: str, facts: Mapping[str, Any]) -> str | None:
+    """A translation made before its message quoted facts by name, rewritten to the placeholders
+    of the new message `template`: each fact's value in `msgstr` becomes its ``{{ name }}``.
+    None when that is not certain (two facts read alike, or a value appears a different number
+    of times): the message is then translated again."""
+    names = list(dict.fromkeys(placeholders(template)))
+    values = {name: render_value(facts[name]) for name in names}
+    if len(set(values.values())) < len(values):
+        return None
+    new = msgstr
+    for name, value in sorted(values.items(), key=lambda kv: -len(kv[1])):
+        new = _number_pattern(value).sub(lambda m, n=name: "{{ " + n + " }}", new)
+    if sorted(placeholders(new)) != sorted(placeholders(template)) or substitute(new, facts) != msgstr:
+        return None
+    return new
+
+
+def adopt_placeholders(stem: str, languages: tuple[str, ...] = LANGUAGES, locales: Path = LOCALES
+                       ) -> dict[str, tuple[int, int]]:
+    """After numbers of chapter `stem`'s prose became ``{{ name }}`` placeholders: carry each
+    catalog's translations over to the new messages, with the placeholders put into the
+    translations (`with_placeholders`); {lang: (carried over, left to translate again)}."""
+    from babel.messages.pofile import write_po
+
+    source = ROOT / "chapters" / f"{stem}.md"
+    facts = read_facts(stem)
+    pairs = {}
+    for cell in template_notebook(source).cells:
+        if cell.cell_type == "markdown":
+            for message in messages_of(cell.source):
+                if placeholders(message):
+                    pairs[substitute(message, facts)] = message
+    result = {}
+    for lang in languages:
+        path = locales / lang / "LC_MESSAGES" / f"{stem}.po"
+        catalog = read_catalog(path)
+        carried = lost = 0
+        for rendered, template in pairs.items():
+            if rendered not in catalog or template in catalog:
+                continue
+            old = catalog[rendered]
+            string = with_placeholders(old.string, template, facts) if old.string and not old.fuzzy else None
+            del catalog[rendered]
+            catalog.add(template, string or "", flags=set() if string else set(old.flags) - {"fuzzy"})
+            carried, lost = (carried + 1, lost) if string else (carried, lost + 1)
+        with open(path, "wb") as f:
+            write_po(f, catalog, width=-1)
+        strip_volatile_headers(path)
+        result[lang] = (carried, lost)
+    return result
 
 
 def write_editions(languages: tuple[str, ...] = LANGUAGES, source: Path = NOTEBOOKS,
@@ -455,6 +553,8 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("json", type=Path)
     sub.add_parser("editions", help="write notebooks/<lang>/ from the English chapters and the catalogs")
     sub.add_parser("stale", help="list the catalogs whose messages differ from the English text")
+    a = sub.add_parser("adopt", help="carry translations over to a chapter's new {{ name }} placeholders")
+    a.add_argument("chapter", help="the chapter's name, e.g. 11_token_mixers")
     sub.add_parser("messages", help="extract the exercise checks' messages into vitcourse/locales and compile them")
     args = parser.parse_args(argv)
     if args.command == "messages":
@@ -474,6 +574,11 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"translations: {len(written)} edition notebooks written in "
               f"{', '.join(f'notebooks/{lang}/' for lang in LANGUAGES)}")
+        return 0
+    if args.command == "adopt":
+        for lang, (carried, lost) in adopt_placeholders(args.chapter).items():
+            print(f"{lang}/{args.chapter}.po: {carried} translations carried over to placeholders, "
+                  f"{lost} to translate again")
         return 0
     if args.command == "stale":
         problems = stale()

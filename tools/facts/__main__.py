@@ -1,0 +1,5 @@
+import sys
+
+from tools.facts import main
+
+sys.exit(main())
