@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 NB_TIMEOUT ?= 900
 
-.PHONY: setup lab test test-all unit notebooks chapters facts student book bench checkpoint resnet-checkpoint best-checkpoint train-checkpoint sweep compare mixers robustness smalldata gpu-check grade translations clean
+.PHONY: setup lab test test-integration test-all unit notebooks chapters facts student book bench checkpoint resnet-checkpoint best-checkpoint train-checkpoint sweep compare mixers robustness smalldata gpu-check grade translations clean
 
 setup: $(STAMP)
 
@@ -28,22 +28,34 @@ LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 lab: $(STAMP)
 	$(BIN)/jupyter lab $(LAB_ARGS) notebooks/
 
-# Unit tests, then every notebook with nbval in fast mode; stops at the first failure. The ko / ja
-# editions (notebooks/ko, notebooks/ja) run the English chapters' code cells unchanged: nbval
-# runs the English ones, tests/test_editions.py proves the editions are those cells and runs
-# one edition chapter per language.
+# `make test`, what a student runs: ruff, the unit tests, then every chapter executed once with
+# nbval in fast mode; stops at the first failure. The ko / ja editions (notebooks/ko,
+# notebooks/ja) run the English chapters' code cells unchanged: nbval runs the English ones,
+# tests/test_editions.py proves the editions are those cells. `make test-integration` is the
+# second tier (@pytest.mark.integration: the book in three languages with the browser, every
+# chapter's student copy, grading, an edition chapter per language); `.ci/run` calls both, and
+# `make test-all` is the two in a row.
 EDITIONS_IGNORE := --ignore=notebooks/ko --ignore=notebooks/ja
 test: $(STAMP)
 	@export VITCOURSE_FAST=1 MPLBACKEND=Agg; \
 	start=$$(date +%s); \
-	$(BIN)/python -m pytest -x -q tests || exit 1; \
+	$(BIN)/ruff check --quiet . || exit 1; \
+	$(BIN)/python -m pytest -x -q -m "not integration" tests || exit 1; \
 	mid=$$(date +%s); \
 	$(BIN)/python -m pytest -x -q --nbval-lax --nbval-cell-timeout=$(NB_TIMEOUT) -p no:cacheprovider $(EDITIONS_IGNORE) notebooks/ || exit 1; \
 	end=$$(date +%s); \
-	echo "timing: unit tests $$(( mid - start )) s, notebooks $$(( end - mid )) s"
+	echo "timing: lint + unit tests $$(( mid - start )) s, notebooks $$(( end - mid )) s"
+
+test-integration: $(STAMP)
+	@export VITCOURSE_FAST=1 MPLBACKEND=Agg; \
+	start=$$(date +%s); \
+	$(BIN)/python -m pytest -x -q -m integration tests || exit 1; \
+	echo "timing: integration tests $$(( $$(date +%s) - start )) s"
+
+test-all: test test-integration
 
 unit: $(STAMP)
-	VITCOURSE_FAST=1 MPLBACKEND=Agg $(BIN)/python -m pytest -q tests
+	VITCOURSE_FAST=1 MPLBACKEND=Agg $(BIN)/python -m pytest -q -m "not integration" tests
 
 notebooks: $(STAMP)
 	VITCOURSE_FAST=1 MPLBACKEND=Agg $(BIN)/python -m pytest -q --nbval-lax $(EDITIONS_IGNORE) notebooks/

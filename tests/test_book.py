@@ -45,7 +45,7 @@ from tools.book import EDITIONS, Edition, build, chapters, first_heading, toc
 from tools.book_sphinx import LOCAL_IMAGES, SWITCHER_CLASS
 from tools.nbbuild import colab_url
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.integration]  # builds the book: make test-integration
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = chapters()

@@ -17,14 +17,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from tools import translations as tr
+from tools.book import chapters
+from vitcourse import i18n
+from vitcourse.exercises import student as student_cmd
+from vitcourse.exercises.grade import grade
 
-from tools import translations as tr  # noqa: E402
-from tools.book import chapters  # noqa: E402
-from vitcourse import i18n  # noqa: E402
-from vitcourse.exercises import student as student_cmd  # noqa: E402
-from vitcourse.exercises.grade import grade  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 CHAPTERS = chapters()
 CATALOGS = sorted((ROOT / "locales").glob("*/LC_MESSAGES/*.po"))
@@ -43,12 +42,13 @@ def test_every_page_of_the_book_has_a_catalog_in_each_language():
 
 
 @pytest.mark.parametrize("catalog", CATALOGS, ids=[f"{p.parent.parent.name}-{p.stem}" for p in CATALOGS])
-def test_every_catalog_is_fully_translated_and_keeps_code_maths_links_and_numbers(catalog):
+def test_every_translation_keeps_code_maths_links_numbers_placeholders_and_markup(catalog):
+    """A message not yet translated (or fuzzy after the English changed) is shown in English and
+    is counted by `make translations`; a translation that breaks what it must keep fails here."""
     s = tr.stats(catalog)
     assert s.messages > 0
-    problems = tr.check(catalog)
+    problems = [p for p in tr.check(catalog) if not p.split(": ")[1].startswith(("untranslated", "fuzzy"))]
     assert not problems, f"{len(problems)} problems, e.g.\n" + "\n".join(problems[:10])
-    assert s.translated == s.messages and s.fuzzy == 0 and s.untranslated == 0
 
 
 @pytest.mark.slow
@@ -182,6 +182,7 @@ def test_a_wrong_answer_is_explained_in_the_editions_language(lang, monkeypatch)
 RUN_EDITIONS = [("ko", "01_patches.ipynb"), ("ja", "03_encoder_block.ipynb")]
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.parametrize("lang,name", RUN_EDITIONS, ids=[f"{lang}-{n[:2]}" for lang, n in RUN_EDITIONS])
 def test_an_edition_chapter_runs_in_its_folder_with_nbval(lang, name):
@@ -195,6 +196,7 @@ def test_an_edition_chapter_runs_in_its_folder_with_nbval(lang, name):
     assert proc.returncode == 0, proc.stdout[-3000:]
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_student_copies_and_grading_work_on_an_edition(tmp_path):
     """Student copies of the Korean chapter 01; the course's solution and the untouched copy,

@@ -385,6 +385,7 @@ def _python(source: str) -> str:
     return TransformerManager().transform_cell(source)
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.parametrize("name", END_TO_END_CHAPTERS)
 def test_real_chapter_student_copy_runs_with_only_check_cells_failing(name, monkeypatch):
@@ -436,6 +437,7 @@ def _submission(folder: Path, name: str, **cells) -> Path:
 CELL_LIMIT = 8  # seconds; generous for these cells, even on a loaded 2-core machine
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_grade_scores_correct_wrong_crashing_and_looping_submissions(chapter, tmp_path):
     subs = tmp_path / "submissions"
@@ -499,6 +501,7 @@ check = _PassEverything()
 """
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_grade_a_real_chapter_solution_student_copy_and_a_faked_checker(tmp_path):
     """The real chapter 01 with the real checks: the course's solutions pass every exercise, the

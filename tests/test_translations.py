@@ -106,3 +106,28 @@ def test_an_old_translation_is_carried_over_to_the_placeholders_of_its_message()
     # two facts that read alike, or a value the translation lost: translated again, never guessed
     assert tr.with_placeholders("3 と 3", "{{ a }} and {{ b }}", {"a": 3, "b": 3}) is None
     assert tr.with_placeholders("에포크 후", "After {{ epochs }} epochs", facts) is None
+
+
+def test_an_untranslated_message_reads_in_english_and_facts_fill_both_editions(tmp_path, monkeypatch):
+    import nbformat as nbf
+
+    from tools.catalogs import catalog_lookup, rendered_catalogs
+
+    folder = tmp_path / "locales" / "ko" / "LC_MESSAGES"
+    folder.mkdir(parents=True)
+    catalog = folder / "11_token_mixers.po"
+    catalog.write_text('msgid ""\nmsgstr ""\n"Content-Type: text/plain; charset=utf-8\\n"\n\n'
+                       'msgid "Pooling reaches {{ pooling_mean_acc }}%."\nmsgstr "풀링은 {{ pooling_mean_acc }}%에 도달합니다."\n\n'
+                       'msgid "A new sentence."\nmsgstr ""\n', encoding="utf-8")
+    nb = nbf.v4.new_notebook()
+    nb.cells = [nbf.v4.new_markdown_cell("Pooling reaches {{ pooling_mean_acc }}%.\n\nA new sentence.")]
+    edition = tr.edition_notebook(nb, "ko", catalog_lookup(catalog, fallback=True), {"pooling_mean_acc": 88.6})
+    assert edition.cells[0].source == "풀링은 88.6%에 도달합니다.\n\nA new sentence."
+    with pytest.raises(KeyError, match="no translation of 'A new sentence.'"):
+        catalog_lookup(catalog)("A new sentence.")
+    # the book's copy of the catalog: the facts filled into both sides, as Sphinx sees the page
+    import tools.catalogs as cats
+    monkeypatch.setattr(cats, "read_facts", lambda stem: {"pooling_mean_acc": 88.6})
+    out = rendered_catalogs(tmp_path / "rendered", "ko", tmp_path / "locales")
+    rendered = (out / "ko" / "LC_MESSAGES" / "11_token_mixers.po").read_text(encoding="utf-8")
+    assert 'msgid "Pooling reaches 88.6%."\nmsgstr "풀링은 88.6%에 도달합니다."' in rendered
