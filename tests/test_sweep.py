@@ -17,8 +17,8 @@ from vitcourse.experiments.scaling_plots import (attention_flops, data_curve, fi
                                      measure_attention_cost, on_axis, plot_attention_cost,
                                      plot_compute, plot_data_scaling, plot_model_size,
                                      plot_patch_size)
-from vitcourse.experiments.sweep import (SweepPoint, append_row, default_points, epochs_for, forward_flops,
-                             read_results, run_sweep)
+from vitcourse.experiments.results_csv import append_row, read_results
+from vitcourse.experiments.sweep import SweepPoint, default_points, epochs_for, forward_flops, run_sweep
 
 COMMITTED = sweep.DEFAULT_CSV
 
@@ -55,19 +55,7 @@ def test_point_keys_name_model_overrides_size_seed_and_epochs():
     assert p.key == "vit_fmnist[patch_size=4]/n=1000/seed=1/epochs=20"
 
 
-# --- the CSV and resuming ---------------------------------------------------------------------
-
-def test_append_row_is_atomic_and_widens_the_header(tmp_path):
-    path = tmp_path / "r" / "s.csv"
-    append_row(path, {"key": "a", "x": 1})
-    append_row(path, {"key": "b", "x": 2, "y": "new"})
-    rows = read_results(path)
-    assert [r["key"] for r in rows] == ["a", "b"]
-    assert rows[0]["y"] == "" and rows[1]["y"] == "new"
-    assert sorted(p.name for p in path.parent.iterdir()) == ["s.csv"]  # no temporary file left
-    with pytest.raises(ValueError, match="key"):
-        append_row(path, {"x": 3})
-
+# --- resuming from the CSV --------------------------------------------------------------------
 
 def _fake_runner(calls, seconds=0.0):
     def run(p):

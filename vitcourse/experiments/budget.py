@@ -33,10 +33,12 @@ from ..cli_args import device_name, non_negative_int, positive_float, test_subse
 from ..data import FashionMNISTData
 from ..flops import count_flops, count_parameters
 from ..models.registry import create_model
+from ..training.provenance import git_commit, hardware_label
 from ..settings import seed_everything
 from ..training.card import ship
 from .compare import training_throughput
-from .sweep import SweepReport, _config_dict, append_row, git_commit, hardware, read_results, run_sweep
+from .results_csv import SweepReport, append_row, config_dict, read_results
+from .sweep import run_sweep
 
 PROBE_ROUNDS = 2  # round-robin rounds of speed probes; the best of all rounds is kept
 
@@ -76,11 +78,11 @@ def _speed_options(run: BudgetedRun) -> str:
 
 
 def machine() -> str:
-    """`sweep.hardware()` and the precision `fit` picks there ("auto"): what sets training speed."""
+    """`hardware_label()` and the precision `fit` picks there ("auto"): what sets training speed."""
     from ..training.precision import resolve_precision
     if torch.cuda.is_available():
-        return hardware()
-    return f"{hardware()}, {resolve_precision('auto', torch.device('cpu'))}"
+        return hardware_label()
+    return f"{hardware_label()}, {resolve_precision('auto', torch.device('cpu'))}"
 
 
 def _utc_now() -> str:
@@ -209,11 +211,11 @@ def train_budgeted(run: BudgetedRun, data: FashionMNISTData, probe_images_per_s:
         "fit_wall_s": round(fit_s, 1), "diverged_step": diverged_step,
         "max_grad_norm": round(max(grad), 3) if grad else "",
         "point_wall_s": round(time.perf_counter() - start, 1),
-        "model_config": json.dumps(_config_dict(model.config), sort_keys=True, default=str),
-        "train_config": json.dumps(_config_dict(config), sort_keys=True),
+        "model_config": json.dumps(config_dict(model.config), sort_keys=True, default=str),
+        "train_config": json.dumps(config_dict(config), sort_keys=True),
         "history": json.dumps([{k: (round(v, 5) if isinstance(v, float) else v) for k, v in h.items()}
                                for h in history]),
-        "hardware": machine(), "torch": torch.__version__, "commit": git_commit(),
+        "hardware": machine(), "torch": torch.__version__, "commit": git_commit(short=True),
         "finished_at": _utc_now(),
     }
 

@@ -25,7 +25,9 @@ from ..cli_args import device_name, one_of, output_file, positive_int, test_subs
 from ..data import REPO_ROOT, FashionMNISTData, load_data
 from ..flops import count_flops, count_parameters
 from ..models.registry import create_model
+from ..training.provenance import provenance_columns
 from ..settings import get_device, seed_everything
+from .results_csv import config_dict, read_results
 
 MODELS: tuple[str, ...] = ("vit_fmnist", "t2t_vit_fmnist", "swin_fmnist", "resnet_fmnist")
 FAMILY = {"vit_fmnist": "ViT", "t2t_vit_fmnist": "T2T-ViT", "swin_fmnist": "Swin",
@@ -58,7 +60,7 @@ def pareto_front(rows: list[tuple[str, float, float]]) -> list[str]:
 
 
 @torch.no_grad()
-def inference_throughput(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 256,
+def inference_throughput(model: nn.Module, images: torch.Tensor, batch_size: int = 256,
                          device: torch.device | str = "cpu", repeats: int = 2) -> float:
     """Images per second of `predict`-style forward passes (eval mode, no grad), best of `repeats`."""
     from ..data import normalize
@@ -125,7 +127,6 @@ def compare(data: FashionMNISTData, models: tuple[str, ...] = MODELS, epochs: in
     `train_images_per_s` is a separate best-of-3 timing of the training step (see
     `training_throughput`); `fit_images_per_s` is the average over the training run itself, which
     a busy machine drags down. Each row records its seed, hardware, commit and configuration."""
-    from .sweep import _config_dict, git_commit, hardware
     from ..training.loop import TrainConfig, fit
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
@@ -152,10 +153,8 @@ def compare(data: FashionMNISTData, models: tuple[str, ...] = MODELS, epochs: in
             "seed": seed,
             "device": dev.type if dev.type != "cpu" else f"cpu ({platform.machine()}, "
                                                          f"{torch.get_num_threads()} threads)",
-            "hardware": hardware(),
-            "torch": torch.__version__,
-            "commit": git_commit(),
-            "train_config": json.dumps(_config_dict(config), sort_keys=True),  # as the sweep's rows
+            **provenance_columns(),
+            "train_config": json.dumps(config_dict(config), sort_keys=True),  # as the sweep's rows
         })
     return rows
 
@@ -175,8 +174,7 @@ def read_csv(path: str | Path = RESULTS_CSV) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: run `make compare` to produce it")
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+    return read_results(path)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -18,7 +18,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
-from .sweep import DEFAULT_CSV, read_results
+from .results_csv import read_results
+from .sweep import DEFAULT_CSV
 
 COLORS = {"vit": "tab:blue", "cnn": "tab:orange"}
 LABELS = {"vit": "ViT (vit_fmnist)", "cnn": "CNN (resnet_fmnist)"}
@@ -246,7 +247,7 @@ def plot_attention_cost(rows: list[dict[str, float]], axes=None):
     axes[1].loglog(n, t[-1] * (n / n[-1]), ":", color="grey", label="slope 1 (∝ N)")
     axes[1].set_title("Self-attention time vs tokens (CPU, batch 1)")
     axes[1].set_ylabel("milliseconds")
-    for ax, r in zip(axes, (rows, rows)):
+    for ax in axes[:2]:
         ax.set_xlabel("tokens N = (image size / 16)²")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)

@@ -36,7 +36,7 @@ from ..cli_args import one_of, output_folder, positive_float
 from ..data import REPO_ROOT, load_data
 from ..training.checkpoint import PRETRAINED_DIR
 from .budget import BudgetedRun, RunFiles, Summary, add_budget_arguments, run_budgeted, summarise
-from .sweep import read_results
+from .results_csv import read_results
 
 RESULTS_DIR = REPO_ROOT / "data" / "results"
 RESULTS_CSV = RESULTS_DIR / "small_data.csv"

@@ -5,8 +5,8 @@
 point to a CSV. The run is resumable: a point whose key is already in the CSV is skipped, so an
 interrupted sweep (or one run in pieces with ``--max-minutes``) picks up where it stopped.
 
-Each row is written atomically (the whole file is rewritten to a temporary file that replaces
-the old one), so a crash never leaves half a row. A row holds the point's full model and
+Each row is written atomically (`results_csv.append_row` rewrites the whole file to a temporary
+file that replaces the old one), so a crash never leaves half a row. A row holds the point's full model and
 training configuration, its seed, wall time, hardware, torch version and git commit, and the
 column ``cumulative_wall_s``: the sweep's wall time so far, summed over all pieces.
 
@@ -19,14 +19,9 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import io
 import json
-import os
-import platform
-import subprocess
-import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -37,6 +32,9 @@ import torch.nn as nn
 from ..cli_args import (CommandError, int_list, non_negative_int, one_of, output_file, positive_float,
                         positive_int, train_subset)
 from ..data import REPO_ROOT, FashionMNISTData, load_fashion_mnist, stratified_subset
+from ..training.provenance import provenance_columns
+# read_results: chapters 07 and 11-13 (chapters/*.md, their notebooks) import it from here: keep it
+from .results_csv import SweepReport, append_row, config_dict, read_results
 
 DEFAULT_CSV = REPO_ROOT / "data" / "results" / "scaling.csv"
 DATA_SIZES: tuple[int, ...] = (1_000, 3_000, 10_000, 30_000, 60_000)
@@ -151,40 +149,6 @@ def forward_flops(model: nn.Module, image_size: int = 28, in_channels: int = 1) 
     return int(counter.get_total_flops())
 
 
-def hardware() -> str:
-    """A short description of where this runs: CPU model and cores, or the GPU."""
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{name}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
-
-
-def git_commit() -> str:
-    """The repository's HEAD commit (short), with '+dirty' if tracked files changed; '' if no git."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, text=True,
-                              capture_output=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "vitcourse"],
-                               cwd=REPO_ROOT, text=True, capture_output=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return head + ("+dirty" if head and dirty else "")
-
-
-def _config_dict(obj: Any) -> dict[str, Any]:
-    if dataclasses.is_dataclass(obj):
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(obj).items()}
-    return {}
-
-
 def family_of(model: nn.Module) -> str:
     """'vit' or 'cnn' (or the model's module name for another family)."""
     module = type(model).__module__.rsplit(".", 1)[-1]
@@ -265,63 +229,19 @@ def run_point(point: SweepPoint, data: SweepData, device: str | None = None,
         "train_images_per_s": round(float(result.images_per_s), 1),
         "fit_wall_s": round(float(result.wall_time_s), 2),
         "point_wall_s": round(time.perf_counter() - start, 2),
-        "model_config": json.dumps(_config_dict(mcfg), sort_keys=True),
-        "train_config": json.dumps(_config_dict(config), sort_keys=True),
-        "hardware": hardware(),
-        "torch": torch.__version__,
-        "commit": git_commit(),
+        "model_config": json.dumps(config_dict(mcfg), sort_keys=True),
+        "train_config": json.dumps(config_dict(config), sort_keys=True),
+        **provenance_columns(),
         "finished_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 
 
 # ---------------------------------------------------------------------------------------------
-# The CSV
-
-def read_results(path: str | Path) -> list[dict[str, str]]:
-    """The rows of a sweep CSV as dicts of strings ([] if the file does not exist)."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def append_row(path: str | Path, row: dict[str, Any]) -> None:
-    """Add `row` to the CSV at `path` atomically: write the whole new file aside, then rename.
-
-    Columns are the union of the old header and the row's keys (new ones at the end), so a
-    later version of the sweep can add a column without breaking older rows.
-    """
-    if not isinstance(row, dict) or "key" not in row:
-        raise ValueError(f"row must be a dict with a 'key' entry, got {type(row).__name__}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rows = read_results(path)
-    fields: list[str] = list(rows[0].keys()) if rows else []
-    fields += [k for k in row if k not in fields]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields, restval="", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    writer.writerow(row)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=path.name + ".", suffix=".tmp",
-                                     delete=False, newline="") as tmp:
-        tmp.write(buf.getvalue())
-        tmp.flush()
-        os.fsync(tmp.fileno())
-    os.replace(tmp.name, path)
-
+# The grid, resumable (the CSV's format: `results_csv`)
 
 def total_wall_s(rows: list[dict[str, Any]]) -> float:
     """The sweep's wall time so far: the sum of its points' wall times."""
     return sum(float(r.get("point_wall_s") or 0.0) for r in rows)
-
-
-@dataclass
-class SweepReport:
-    done: list[str] = field(default_factory=list)      # keys trained in this call
-    skipped: list[str] = field(default_factory=list)   # keys already in the CSV
-    remaining: list[str] = field(default_factory=list)  # keys left for a later call (time limit)
 
 
 def run_sweep(points: list[SweepPoint], csv_path: str | Path = DEFAULT_CSV,

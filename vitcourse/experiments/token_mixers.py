@@ -33,10 +33,10 @@ from ..cli_args import non_negative_int, one_of, output_folder
 from ..data import REPO_ROOT, FashionMNISTData, load_data
 from ..flops import count_flops, count_parameters
 from ..models.registry import create_model
+from ..training.provenance import git_commit, hardware_label
 from ..settings import seed_everything
 from .budget import BudgetedRun, add_budget_arguments, run_budgeted
 from .compare import inference_throughput, training_throughput
-from .sweep import git_commit, hardware
 
 RESULTS_DIR = REPO_ROOT / "data" / "results"
 RUNS_CSV = RESULTS_DIR / "token_mixers.csv"
@@ -113,8 +113,8 @@ def measure_cost(mixers: tuple[str, ...] = tuple(MIXER_MODELS), patch_sizes: tup
                    "infer_images_per_s": round(inference_throughput(model, images[:512], batch_size, device), 1),
                    "train_images_per_s": (round(training_throughput(MIXER_MODELS[mixer], images, labels, device), 1)
                                           if p == 7 else ""),
-                   "hardware": hardware(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-                   "commit": git_commit()}
+                   "hardware": hardware_label(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+                   "commit": git_commit(short=True)}
             rows.append(row)
     return rows
 

@@ -46,8 +46,9 @@ from ..analysis.representations import REDUCTIONS, default_layers, eval_mode, it
 from ..cli_args import (CommandError, device_name, non_negative_int, number, one_of, output_folder,
                         positive_float, test_subset)
 from ..data import REPO_ROOT, load_fashion_mnist, stratified_subset
+from ..training.provenance import provenance_columns
 from ..training.checkpoint import PRETRAINED, PRETRAINED_DIR
-from .sweep import SweepReport, append_row, git_commit, hardware, read_results
+from .results_csv import SweepReport, append_row, read_results
 
 RESULTS_DIR = REPO_ROOT / "data" / "results"
 ROBUSTNESS_CSV = RESULTS_DIR / "robustness.csv"
@@ -85,10 +86,6 @@ class Deadline:
 
 def robustness_key(model: str, corruption: str, strength: float, seed: int, images: int) -> str:
     return f"{model}/{corruption}/{float(strength):g}/seed={seed}/images={images}"
-
-
-def _provenance() -> dict[str, str]:
-    return {"hardware": hardware(), "torch": torch.__version__, "commit": git_commit()}
 
 
 def _row(name: str, card: Mapping[str, Any], corruption: str, strength: float, unit: str, images: int,
@@ -145,7 +142,7 @@ def run_corruptions(models: Mapping[str, nn.Module], images: torch.Tensor, label
     grid = _checked_grid(grid, CORRUPTIONS)
     n, cards, deadline = len(labels), cards or {}, deadline or Deadline()
     done = {r["key"] for r in read_results(csv_path)}
-    provenance = _provenance()
+    provenance = provenance_columns()
     clean_logits: dict[str, torch.Tensor] = {}
     report = SweepReport()
     groups = [(CLEAN, 0.0, "none")] + [(name, s, CORRUPTIONS[name].unit) for name, ss in grid.items() for s in ss]
@@ -216,7 +213,7 @@ def run_attacks(models: Mapping[str, nn.Module], images: torch.Tensor, labels: t
     grid = _checked_grid(grid, ATTACKS)
     n, cards, deadline = len(labels), cards or {}, deadline or Deadline()
     done = {r["key"] for r in read_results(csv_path)}
-    provenance = _provenance()
+    provenance = provenance_columns()
     report = SweepReport()
     points = [(name, s, m) for name, ss in grid.items() for s in ss for m in models]
     for i, (name, strength, m) in enumerate(points):
@@ -295,7 +292,7 @@ def run_cka(models: Mapping[str, nn.Module], images: torch.Tensor, csv_path: str
         for (a, b), acc in accs.items():
             acc.update(feats[a], None if a == b else feats[b])
     seconds = time.perf_counter() - start
-    provenance = _provenance()
+    provenance = provenance_columns()
     out = {}
     for (a, b), acc in accs.items():
         matrix = acc.compute()  # (La, Lb)

@@ -1,4 +1,6 @@
 """Training: the loop (`fit`, `train_step`, `evaluate`, `predict`) and its helpers, one file each:
-precision, schedule, checkpoint, distributed, live plot, and the `train` command."""
+its config (`TrainConfig`), precision, schedule, checkpoint, distributed, live plot, model cards,
+and the `train` command."""
 from .checkpoint import CheckpointError, export_model, load_checkpoint, load_model, load_pretrained, save_checkpoint
-from .loop import TrainConfig, TrainingDiverged, TrainResult, evaluate, fit, make_optimizer, predict, train_step
+from .config import TrainConfig
+from .loop import TrainingDiverged, TrainResult, evaluate, fit, make_optimizer, predict, train_step

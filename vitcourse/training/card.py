@@ -10,39 +10,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import platform
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-import torch
 import torch.nn as nn
 
-from ..data import REPO_ROOT, FashionMNISTData
+from ..data import FashionMNISTData
+from .provenance import git_commit, hardware_info
 from .checkpoint import atomic_write, export_model
-from .loop import TrainConfig, evaluate
-
-
-def git_commit() -> str:
-    """The commit of the repository (with "-dirty" when the package's tracked files have changed)."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "vitcourse"], cwd=REPO_ROOT).returncode
-        return head + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def hardware(device: torch.device) -> dict[str, Any]:
-    """Where a run trained: device, platform, CPU, threads, torch and Python versions."""
-    info = {"device": str(device), "platform": platform.platform(), "cpu": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": str(torch.__version__), "python": platform.python_version()}
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
+from .config import TrainConfig
+from .loop import evaluate
 
 
 def ship(model: nn.Module, path: str | os.PathLike, *, name: str, command: str, config: TrainConfig,
@@ -60,7 +38,7 @@ def ship(model: nn.Module, path: str | os.PathLike, *, name: str, command: str, 
         "epochs": len(history), "test_accuracy": measured["accuracy"], "test_loss": measured["loss"],
         "test_images": len(data.test_labels), "train_images": len(data.train_labels),
         "wall_time_s": round(wall_time_s, 1), "images_per_s": round(images_per_s, 1),
-        "hardware": hardware(device), "config": dataclasses.asdict(config),
+        "hardware": hardware_info(device), "config": dataclasses.asdict(config),
         **({"teacher": teacher} if teacher else {}), **(extra or {}),
         "history": history, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

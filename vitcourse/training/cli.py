@@ -28,7 +28,8 @@ from ..cli_args import (CommandError, device_name, model_name, number, one_of, o
                         positive_int, train_subset)
 from ..data import load_data
 from ..models.registry import create_model
-from .loop import CHECKPOINT_NAME, TrainConfig, evaluate, fit
+from .config import TrainConfig
+from .loop import CHECKPOINT_NAME, fit
 
 
 def _config_field(name: str, kind: type) -> Callable[[str], Any]:

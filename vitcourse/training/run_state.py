@@ -16,7 +16,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -25,11 +25,9 @@ from torch.optim.swa_utils import AveragedModel
 
 from . import distributed as dist_utils
 from .checkpoint import atomic_write, load_checkpoint, model_spec, save_checkpoint
+from .config import TrainConfig
 from .precision import autocast
 from ..data import TensorLoader
-
-if TYPE_CHECKING:  # loop.py imports this module, so the config class is only named for type checkers
-    from .loop import TrainConfig
 
 CHECKPOINT_NAME = "last.pt"
 
