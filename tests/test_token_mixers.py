@@ -12,8 +12,11 @@ import torch.nn as nn
 from vitcourse.data import load_data
 from vitcourse.experiments import token_mixers as tm
 from vitcourse.experiments.budget import BudgetedRun, GradNorms, append_curves, plan_epochs, summarise
-from vitcourse.experiments.sweep import read_results
+from vitcourse.experiments.results_csv import read_results
 from vitcourse.models import create_model
+
+from tools.chapters import read_facts
+from tools.facts import ch11
 
 
 @pytest.fixture(scope="module")
@@ -128,27 +131,101 @@ def test_the_committed_results_are_complete():
     assert {c["key"] for c in curves} == {r["key"] for r in runs if r["experiment"] == "norms"}
 
 
+def _range(text: str) -> tuple[float, float]:
+    """A fact written "83.3-84.3" as (83.3, 84.3)."""
+    lo, hi = text.split("-")
+    return float(lo), float(hi)
+
+
 def test_the_chapters_claims_hold_in_the_committed_results():
-    """Chapter 11's section 9 states these about the committed runs (its numbers are read from the
-    CSVs when the chapter is generated, tools/chapters/ch11.py); if a re-run changes them, the text
-    has to change too."""
-    runs = read_results(tm.RUNS_CSV)
-    mix, norms = summarise(runs, "mixers"), summarise(runs, "norms")
-    att, pool, ident, hyb, mlp = (mix[k] for k in ("attention", "pooling", "identity", "hybrid", "mlp"))
-    # "pooling is as good as attention, within the noise": the seeds' ranges overlap
-    assert min(att.accuracies) <= max(pool.accuracies) and min(pool.accuracies) <= max(att.accuracies)
-    # "no mixing at all costs" a point or two: identity is below every mixer that had the same epochs
-    assert ident.mean < min(att.mean, pool.mean, hyb.mean) and att.mean - ident.mean < 0.02
-    # "the hybrid did not help"
-    assert hyb.mean <= max(att.mean, pool.mean)
-    # "the token MLP's row is not a fair verdict": it trained fewer epochs than attention
-    assert max(mlp.epochs) < min(att.epochs)
-    # "no blow-up": no norm run diverged, BatchNorm's largest gradient norm is not above LayerNorm's
-    rows = [r for r in runs if r["experiment"] == "norms"]
-    assert all(not r["diverged_step"] for r in rows)
-    grad = {k: max(float(r["max_grad_norm"]) for r in rows if r["variant"] == k) for k in norms}
-    assert grad["batchnorm"] <= grad["layernorm"]
-    # "BatchNorm inside the MLP was the best model of the chapter", every seed above every LayerNorm seed
-    assert norms["bn_ffn"].mean == max(s.mean for s in [*mix.values(), *norms.values()])
-    assert min(norms["bn_ffn"].accuracies) > max(norms["layernorm"].accuracies)
-    assert len(norms["bn_ffn"].accuracies) == len(norms["layernorm"].accuracies) == 3
+    """What chapter 11's prose (chapters/11_token_mixers.md, sections 7 and 9) says about the
+    committed runs, asserted on its facts (data/facts/11_token_mixers.json) and, for the claims
+    that quote no number, on the same analysis (tools/facts/ch11.py). A re-run that no longer
+    supports a sentence fails here: a person rewrites the sentence, then this test."""
+    f = read_facts("11_token_mixers")
+    mix, norms = ch11.summaries()
+    rows, cost = ch11.runs(), ch11.cost_rows()
+    mixers = ("attention", "pooling", "mlp", "identity", "hybrid")
+
+    # "Every model had {{ budget_s }} s of training on 2 CPU cores"
+    assert all("2 cores" in r["hardware"] for r in rows)
+    # "which bought two epochs of the 60,000 images" (all but the token MLP, whose bullet says why)
+    assert [f[f"{m}_epochs"] for m in ("attention", "pooling", "identity", "hybrid")] == [2, 2, 2, 2]
+    # "Test accuracy over 3 seeds" and "three seeds cannot tell them apart"
+    assert [len(mix[m].accuracies) for m in mixers] == [3] * 5
+
+    # "Attention's mean is {{ attention_minus_pooling }} points above pooling's"
+    assert f["attention_minus_pooling"] > 0
+    # "but the seeds' ranges overlap ({{ attention_acc_range }} against {{ pooling_acc_range }})"
+    (att_lo, att_hi), (pool_lo, pool_hi) = _range(f["attention_acc_range"]), _range(f["pooling_acc_range"])
+    assert att_lo <= pool_hi and pool_lo <= att_hi
+    # "its strong form, pooling *beating* attention ..., is not what this run shows"
+    assert f["pooling_acc"] <= f["attention_acc"]
+
+    # "No mixing at all costs {{ attention_minus_identity }} points"
+    assert f["attention_minus_identity"] > 0
+    # "the mixer adds the last point or two ... can only separate mixers by a point or two"
+    assert f["attention_minus_identity"] <= 2.0
+    # "That floor is what to compare every mixer with": below every mixer that had the same epochs
+    assert f["identity_acc"] < min(f["attention_acc"], f["pooling_acc"], f["hybrid_acc"])
+
+    # "Pooling first, attention last (hybrid) did not help ... no better than either of its parts"
+    assert f["hybrid_acc"] <= min(f["attention_acc"], f["pooling_acc"])
+
+    # "The token MLP is last"
+    assert f["mlp_acc"] == min(f[f"{m}_acc"] for m in mixers)
+    # "Its speed probe read {{ mlp_probe_images_per_s }} images/s (attention ...)": slower
+    assert f["mlp_probe_images_per_s"] < f["attention_probe_images_per_s"]
+    # "so {{ budget_s }} s bought {{ mlp_budget_epochs }} epochs, and the runner plans whole
+    # epochs: it trained one"
+    assert 1 <= f["mlp_budget_epochs"] < 2 and f["mlp_epochs"] == 1
+    # "in {{ mlp_fit_s_range }} s of its {{ budget_s }}"
+    assert _range(f["mlp_fit_s_range"])[1] < f["budget_s"]
+    # "Timed again later on an idle machine, it trained at ... against attention's ...: the
+    # probe's gap was partly the machine's load": the idle ratio is closer to 1 than the probe's
+    assert (f["mlp_train_images_per_s"] / f["attention_train_images_per_s"]
+            > f["mlp_probe_images_per_s"] / f["attention_probe_images_per_s"])
+
+    # "The attention model with four norms ({{ norm_seeds }} seeds," (plural), every norm as many
+    assert f["norm_seeds"] > 1
+    assert {len(s.accuracies) for s in norms.values()} == {f["norm_seeds"]}
+    # "here no run diverged, with or without clipping"
+    assert all(not r["diverged_step"] for r in rows if r["experiment"] == "norms")
+    # "the largest gradient norm before clipping ... was {{ batchnorm_max_grad_norm }} with
+    # BatchNorm ({{ batchnorm_noclip_max_grad_norm }} unclipped) against {{ layernorm_max_grad_norm }}
+    # with LayerNorm" (the "No blow-up" bullet): neither BatchNorm run above LayerNorm
+    assert f["batchnorm_max_grad_norm"] < f["layernorm_max_grad_norm"]
+    assert f["batchnorm_noclip_max_grad_norm"] < f["layernorm_max_grad_norm"]
+    # "LayerNorm is not needed for stability here; BatchNorm trains as well"
+    assert f["batchnorm_acc"] >= f["layernorm_acc"]
+
+    # "BatchNorm inside the MLP was the best model of the chapter"
+    others = [v for k, v in f.items() if k.endswith("_acc") and k != "bn_ffn_acc"]
+    assert len(others) == len(mix) + len(norms) - 1 and f["bn_ffn_acc"] > max(others)
+    # "{{ bn_ffn_minus_layernorm }} points above LayerNorm"
+    assert f["bn_ffn_minus_layernorm"] > 0
+    # "in the same two epochs"
+    assert {e for s in norms.values() for e in s.epochs} == {2}
+    # "(its training loss fell fastest too)": the lowest final training loss of the four norms
+    loss = {k: sum(ch11.column(rows, "norms", k, "train_loss")) / len(norms[k].accuracies) for k in norms}
+    assert min(loss, key=loss.get) == "bn_ffn"
+    # "its seeds ({{ bn_ffn_acc_range }}%) all lie above all of LayerNorm's ({{ layernorm_acc_range }}%)"
+    assert _range(f["bn_ffn_acc_range"])[0] > _range(f["layernorm_acc_range"])[1]
+
+    # section 7: "Pooling, the token MLP on a fixed grid and identity grow linearly in N", and
+    # section 9: "pooling's, the token MLP's and identity's as $N^{1.00}$"
+    for m in ("pooling", "mlp", "identity"):
+        assert abs(float(f[f"{m}_macs_exponent"]) - 1) < 0.05, m
+    # "attention's $N^2 D$ term is still catching up with its $N D^2$ projections at 784 tokens"
+    assert 1.05 < float(f["attention_macs_exponent"]) < 2
+    # "where it already does {{ attention_over_pooling_macs_784 }}x pooling's work"
+    assert f["attention_over_pooling_macs_784"] > 1
+    # section 7: "On Fashion-MNIST's 16 tokens this hardly shows", section 9: "At Fashion-MNIST's
+    # 16 tokens the mixers cost about the same MACs"
+    macs16 = [int(r["macs"]) for r in cost if int(r["tokens"]) == 16]
+    assert len(macs16) == len(mixers) and max(macs16) / min(macs16) < 1.2
+    # "and the measured speed is set by everything else ({{ attention_infer_images_per_s_16 }}
+    # images/s inference for attention, {{ pooling_infer_images_per_s_16 }} for pooling)": alike
+    assert 0.8 < f["attention_infer_images_per_s_16"] / f["pooling_infer_images_per_s_16"] < 1.25
+    # "at 784 tokens attention runs at ... images/s against pooling's ...": attention slower
+    assert f["attention_infer_images_per_s_784"] < f["pooling_infer_images_per_s_784"]

@@ -131,3 +131,11 @@ def test_an_untranslated_message_reads_in_english_and_facts_fill_both_editions(t
     out = rendered_catalogs(tmp_path / "rendered", "ko", tmp_path / "locales")
     rendered = (out / "ko" / "LC_MESSAGES" / "11_token_mixers.po").read_text(encoding="utf-8")
     assert 'msgid "Pooling reaches 88.6%."\nmsgstr "풀링은 88.6%에 도달합니다."' in rendered
+
+
+def test_a_number_touching_hangul_or_kana_is_found_and_alike_templates_each_get_one():
+    facts = {"gap": 0.4, "a_epochs": 2, "b_epochs": 2}
+    assert tr.with_placeholders("0.4포인트 높다", "{{ gap }} points higher", facts) == "{{ gap }}포인트 높다"
+    assert tr.with_placeholders("差は0.4ポイント", "a gap of {{ gap }} points", facts) == "差は{{ gap }}ポイント"
+    # a table cell of one number: one catalog message "2" becomes one message per template
+    assert tr.with_placeholders("2", "{{ a_epochs }}", facts) == "{{ a_epochs }}"

@@ -1,7 +1,7 @@
 """Chapter 12's runner (vitcourse.experiments.vit_vs_cnn) on tiny data: rows and their columns,
 clean and strength-0 accuracies against `evaluate`, patch drop of everything, attacks, resumability,
-CKA of a model with itself, the readers and plots the chapter calls, the command's errors, and the
-chapter generator's code cells."""
+CKA of a model with itself, the readers and plots the chapter calls, the command's errors, the
+chapter source's code cells, and the claims its prose makes about the committed results."""
 from __future__ import annotations
 
 import math
@@ -22,6 +22,9 @@ from vitcourse.data import load_data
 from vitcourse.experiments import vit_vs_cnn as vc
 from vitcourse.models import create_model
 from vitcourse.training.loop import TrainConfig, evaluate, fit, predict
+
+from tools.chapters import ROOT, read_facts, read_source
+from tools.facts import ch12
 
 # two strengths per corruption (the clean one first), and patch drop of everything
 GRID = {name: (c.strengths[0], c.strengths[3]) for name, c in CORRUPTIONS.items()}
@@ -184,18 +187,22 @@ def test_a_missing_checkpoint_and_a_small_cka_batch_are_one_line(tmp_path, monke
     assert "argument --cka-batch-size: expected an int >= 256, got '100'" in capsys.readouterr().err
 
 
-# ---------------------------------------------------------------- the chapter's generator
-def test_chapter_12_generator_imports_and_its_code_cells_compile():
-    from tools.chapters import ch12
+# ---------------------------------------------------------------- the chapter's source
+SOURCE = ROOT / "chapters" / "12_vit_vs_cnn.md"
 
-    sources = [c.source for c in ch12.CELLS if c.cell_type == "code"]
+
+def test_chapter_12_source_reads_and_its_code_cells_compile():
+    cells = read_source(SOURCE).cells
+    sources = [c.source for c in cells if c.cell_type == "code"]
     for source in sources:
         python = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("!", "%")))
         compile(python, "<ch12 cell>", "exec")
-    text = "\n".join(c.source for c in ch12.CELLS)
+    text = "\n".join(c.source for c in cells)
     assert "TODO" not in text
-    for part in "ABCDE":
-        assert ch12.DISCUSSIONS[part] in text
+    # each claim's section ends in its discussion, a markdown cell of its own
+    markdown = [c.source for c in cells if c.cell_type == "markdown"]
+    for part in "abcde":
+        assert sum(s.startswith(f"**Discussion (({part})") for s in markdown) == 1, part
     for ex in ("12.1", "12.2"):
         i = next(i for i, s in enumerate(sources) if s.startswith(f"# check: {ex}"))
         assert "### BEGIN SOLUTION" in sources[i - 1] and "### END SOLUTION" in sources[i - 1]
@@ -217,33 +224,115 @@ def test_the_committed_results_are_complete():
     assert set(cka) == set(vc.cka_pairs(vc.MODELS))
 
 
-def test_the_chapters_claims_hold_in_the_committed_results():
-    """Chapter 12's discussions (numbers filled in from the CSVs by tools/chapters/ch12.py) state
-    these; if a re-run changes them, the text has to change too."""
-    rows = vc.read_robustness(vc.ROBUSTNESS_CSV)
-    acc = {(r["model"], r["corruption"], float(r["strength"])): r["accuracy"] for r in rows}
-    V, R = "vit_fmnist", "resnet_fmnist"
+def _lead(acc: dict, corruption: str, strength: float) -> float:
+    """The ViT's accuracy minus the ResNet's, in points."""
+    return acc[(ch12.V, corruption, float(strength))] - acc[(ch12.R, corruption, float(strength))]
 
-    def gap(name, s):  # ViT minus ResNet
-        return acc[(V, name, float(s))] - acc[(R, name, float(s))]
 
-    # (a) "a little more uniform, not much"; "the first ViT block is closest to a middle ResNet layer"
-    cka = vc.read_cka(vc.CKA_CSV)
-    off = {k: float(m[~torch.eye(*m.shape, dtype=torch.bool)].mean()) for k, m in cka.items() if k[0] == k[1]}
-    assert 0 < off[(V, V)] - off[(R, R)] < 0.1
+def chapter_12_claims(f: dict, acc: dict, cka: dict) -> None:
+    """Assert what chapter 12's discussions (a)-(e) (chapters/12_vit_vs_cnn.md) say about the
+    committed results: on its facts `f` (data/facts/12_vit_vs_cnn.json) and, for the claims that
+    quote no number, on the accuracies `acc` and CKA matrices `cka` the facts are made from
+    (tools/facts/ch12.py)."""
+    V, R = ch12.V, ch12.R
+    uniform = 14.1  # pixels: the mean attention distance of uniform attention on the 4x4 grid (the prose's)
+
+    # (a) "the two heatmaps look more alike than that ... The ViT is a little more uniform, not much"
+    assert 0 < float(f["cka_vit_off_diagonal"]) - float(f["cka_resnet_off_diagonal"]) < 0.1
+    # (a) "in both the last layer is far from the first (CKA {{ cka_vit_first_last }} and ...)"
+    assert float(f["cka_vit_first_last"]) < 0.3 and float(f["cka_resnet_first_last"]) < 0.3
+    # (a) "the ResNet's first two layers are almost the same representation"
+    assert float(cka[(R, R)][0, 1]) > 0.9
+    # (a) "the ViT's first block is closest to a *middle* layer of the ResNet, not to its first"
     cross = cka[(V, R)]
     assert 0 < int(cross[0].argmax()) < cross.shape[1] - 1
-    # (b) the ResNet is better clean, the ViT under half the patches dropped and under shuffling
-    assert gap("clean", 0) < 0
-    assert gap("patch_drop_random_7", 0.5) > 0.05 and gap("patch_drop_random_4", 0.5) > 0.05
-    assert gap("patch_drop_random_7", 0.1) < 0 and gap("patch_drop_centre_7", 0.25) > 0
-    assert gap("patch_shuffle", 4) > 0.2 and acc[(V, "patch_shuffle", 4.0)] < acc[(V, "clean", 0.0)] / 2
-    # (c) low-pass favours the ViT, high-pass the ResNet
-    assert gap("low_pass", 4) > 0.03 and gap("low_pass", 2) > 0.03
-    assert gap("high_pass", 4) < -0.02 and gap("high_pass", 6) < -0.02
-    # (d) equal at 1/255 (within 2 standard errors of 1,000 images), the ViT ahead at 8 and 16
-    assert abs(gap("fgsm", 1)) < 0.023 and abs(gap("pgd", 1)) < 0.023
-    assert gap("pgd", 8) > 0.1 and gap("pgd", 16) > 0.1 and gap("fgsm", 8) > 0
-    # (e) noise: little lost by 20 dB, the ViT far ahead at 10 and 5 dB
-    assert acc[(V, "gaussian_noise", 20.0)] > 0.89 and acc[(R, "gaussian_noise", 20.0)] > 0.89
-    assert gap("gaussian_noise", 10) > 0.15 and gap("gaussian_noise", 5) > 0.15
+    # (a) "the ViT's first-layer heads attend at {{ ..head1 }}, {{ ..head2 }} pixels": two heads
+    assert sorted(k for k in f if k.startswith("attention_distance_layer1_head")) == [
+        "attention_distance_layer1_head1", "attention_distance_layer1_head2"]
+    # (a) "the layer means range from {{ attention_distance_layer_min }} ... against the 14.1 of
+    # uniform attention: every layer already looks across the whole 4x4 grid" (and so does every
+    # first-layer head: "global early")
+    assert f["attention_distance_layer_min"] > 0.9 * uniform
+    assert min(f["attention_distance_layer1_head1"], f["attention_distance_layer1_head2"]) > 0.9 * uniform
+
+    # (b) "Clean, the ResNet is the better model ({{ resnet_clean }}% against {{ vit_clean }}%)"
+    assert f["resnet_clean"] > f["vit_clean"] and f["resnet_minus_vit_clean"] > 0
+    # (b) "once patches go missing the ViT keeps more": half of the 7x7 patches, by far more than
+    # "a standard error of about 0.5"
+    assert float(f["vit_minus_resnet_patch_drop_random_7_50pct"]) > 5
+    # (b) "with 4x4 patches ... the lead is about as large"
+    lead_4 = f["vit_patch_drop_random_4_50pct"] - f["resnet_patch_drop_random_4_50pct"]
+    assert lead_4 > 5 and abs(lead_4 - float(f["vit_minus_resnet_patch_drop_random_7_50pct"])) < 5
+    # (b) "At 10% the ResNet is still ahead ... the crossover is early" (the ViT ahead by 25%)
+    assert float(f["vit_minus_resnet_patch_drop_random_7_10pct"]) < 0 < _lead(acc, "patch_drop_random_7", 0.25)
+    # (b) "Dropping the centre first ... both fall to chance by 50%"
+    assert f["vit_patch_drop_centre_7_50pct"] < 15 and f["resnet_patch_drop_centre_7_50pct"] < 15
+    # (b) "though at 25% the ViT is {{ vit_minus_resnet_patch_drop_centre_7_25pct }} points ahead"
+    assert float(f["vit_minus_resnet_patch_drop_centre_7_25pct"]) > 0
+    # (b) "dropping the border removes mostly background, and both hold up longest there"
+    for model in (V, R):
+        for fraction in CORRUPTIONS["patch_drop_border_7"].strengths[1:]:
+            border = acc[(model, "patch_drop_border_7", float(fraction))]
+            assert border >= acc[(model, "patch_drop_random_7", float(fraction))], (model, fraction)
+            assert border >= acc[(model, "patch_drop_centre_7", float(fraction))], (model, fraction)
+    # (b) "**Shuffling** is the clearest difference": a larger lead than any patch drop's
+    shuffle_lead = f["vit_patch_shuffle_4x4"] - f["resnet_patch_shuffle_4x4"]
+    drops = [_lead(acc, c, s) for (m, c, s) in acc if m == V and c.startswith("patch_drop_")]
+    assert shuffle_lead > 20 and shuffle_lead > max(drops)
+    # (b) "their ViTs keep most of their accuracy under shuffling, ours loses more than half of it"
+    assert f["vit_patch_shuffle_4x4"] < f["vit_clean"] / 2
+
+    # (c) "Keep only the low frequencies and the ViT does better": at radius 4 and 2
+    assert float(f["vit_minus_resnet_low_pass_r4"]) > 3
+    assert f["vit_low_pass_r2"] - f["resnet_low_pass_r2"] > 3
+    # (c) "although it starts {{ resnet_minus_vit_clean }} points lower": asserted in (b)
+    # (c) "Keep only the high frequencies and the ResNet does better": at radius 4 and 6
+    assert f["resnet_high_pass_r4"] - f["vit_high_pass_r4"] > 2
+    assert f["resnet_high_pass_r6"] - f["vit_high_pass_r6"] > 2
+
+    # (d) "At small budgets the two are equally fragile ... differences inside the
+    # {{ attack_standard_error }}-point standard error of {{ attack_images }} images"
+    se = f["attack_standard_error"]
+    assert abs(f["vit_fgsm_eps1"] - f["resnet_fgsm_eps1"]) < se
+    assert abs(f["vit_pgd_eps1"] - f["resnet_pgd_eps1"]) < se
+    # (d) "With larger budgets the ResNet falls faster: PGD at 8/255 ..., and at 16/255", "this ViT
+    # is the *harder* model to attack at large epsilon"
+    assert f["vit_pgd_eps8"] - f["resnet_pgd_eps8"] > 10 and f["vit_pgd_eps16"] - f["resnet_pgd_eps16"] > 10
+    # (d) "FGSM's single step shows the same order, more mildly"
+    assert 0 < f["vit_fgsm_eps8"] - f["resnet_fgsm_eps8"] < f["vit_pgd_eps8"] - f["resnet_pgd_eps8"]
+
+    # (e) "Gaussian noise is where the models differ most": the largest gap of any corruption
+    gaps = {(c, s): abs(_lead(acc, c, s)) for (m, c, s) in acc if m == V}
+    assert max(gaps, key=gaps.get)[0] == "gaussian_noise"
+    # (e) "Down to 20 dB neither loses much": under 3 points from clean, at 40, 30 and 20 dB
+    for model, short in ((V, "vit"), (R, "resnet")):
+        for snr in (40.0, 30.0, 20.0):
+            assert f[f"{short}_clean"] - acc[(model, "gaussian_noise", snr)] < 3, (model, snr)
+    # (e) "at 10 dB the ViT keeps ... at 5 dB ..., and at 0 dB ...": the ViT ahead at each
+    for snr in (10, 5, 0):
+        assert f[f"vit_gaussian_noise_{snr}db"] > f[f"resnet_gaussian_noise_{snr}db"], snr
+    # (e) "This agrees with the claim, strongly": "{{ vit_minus_resnet_gaussian_noise_10_5db_range }}
+    # points better at 10 and 5 dB", both far beyond the noise
+    low, high = (float(x) for x in f["vit_minus_resnet_gaussian_noise_10_5db_range"].split("-"))
+    assert 15 < low <= high and float(f["vit_minus_resnet_gaussian_noise_10db"]) > 15
+    # (e) "the model that is {{ resnet_minus_vit_clean }} points worse on clean images": asserted in (b)
+
+
+def test_the_chapters_claims_hold_in_the_committed_results():
+    """Chapter 12's discussions quote the committed results by name ({{ name }} from
+    data/facts/12_vit_vs_cnn.json); if a re-run no longer supports a sentence, this fails and a
+    person rewrites the sentence, then `chapter_12_claims`."""
+    chapter_12_claims(read_facts("12_vit_vs_cnn"), ch12.accuracies(), ch12.cka())
+
+
+@pytest.mark.parametrize("name, value", [
+    ("cka_resnet_off_diagonal", "0.65"),       # the ResNet's layers the more uniform
+    ("vit_patch_shuffle_4x4", 50.0),           # the ViT keeps more than half of its accuracy shuffled
+    ("resnet_fgsm_eps1", 80.0),                # a difference beyond the standard error at 1/255
+    ("vit_minus_resnet_gaussian_noise_10_5db_range", "5-31"),  # no longer strongly ahead
+])
+def test_the_claims_fail_when_a_fact_no_longer_supports_its_sentence(name, value):
+    facts = dict(read_facts("12_vit_vs_cnn"))
+    facts[name] = value
+    with pytest.raises(AssertionError):
+        chapter_12_claims(facts, ch12.accuracies(), ch12.cka())

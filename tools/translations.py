@@ -196,13 +196,13 @@ def message_problems(msgid: str, msgstr: str, lang: str) -> list[str]:
 _MARKUP = ("strong_open", "em_open", "link_open", "image")  # (code spans and maths: checked above)
 
 
-def markup(text: str) -> "Counter[str]":
+def markup(text: str) -> dict[str, int]:
     """How many emphasis, links and images `text` renders to, as markdown-it (MyST's
     parser) reads it, and how many ``*`` are left as plain text (an emphasis marker that did not
     pair up after rendering)."""
     from collections import Counter
 
-    counts: Counter[str] = Counter()
+    counts: Counter = Counter()
     for token in _markdown_parser().parseInline(text):
         for child in token.children or []:
             if child.type in _MARKUP:
@@ -354,8 +354,9 @@ def messages_of(markdown: str) -> list[str]:
 
 
 def _number_pattern(value: str) -> re.Pattern:
-    """`value` as a whole number or word: 3 must not match inside 30, 0.5 or 3.1."""
-    return re.compile(rf"(?<![\w.,]){re.escape(value)}(?!\w|[.,]\d)")
+    """`value` as a whole number or word: 3 must not match inside 30, 0.5 or 3.1. The borders
+    are ASCII: in Korean and Japanese a number touches the next word ("0.4포인트")."""
+    return re.compile(rf"(?<![0-9A-Za-z_.,]){re.escape(value)}(?![0-9A-Za-z_]|[.,]\d)")
 
 
 def with_placeholders(msgstr: str, template: str, facts: Mapping[str, Any]) -> str | None:
@@ -384,25 +385,29 @@ def adopt_placeholders(stem: str, languages: tuple[str, ...] = LANGUAGES, locale
 
     source = ROOT / "chapters" / f"{stem}.md"
     facts = read_facts(stem)
-    pairs = {}
+    # (rendered, template) in the chapter's order; several templates may read alike once filled
+    # in (three table cells that all read "2"), so this is a list, not a dict keyed on the text.
+    pairs: list[tuple[str, str]] = []
     for cell in template_notebook(source).cells:
         if cell.cell_type == "markdown":
-            for message in messages_of(cell.source):
-                if placeholders(message):
-                    pairs[substitute(message, facts)] = message
+            pairs += [(substitute(m, facts), m) for m in messages_of(cell.source) if placeholders(m)]
+    templates = {template for _, template in pairs}
     result = {}
     for lang in languages:
         path = locales / lang / "LC_MESSAGES" / f"{stem}.po"
         catalog = read_catalog(path)
         carried = lost = 0
-        for rendered, template in pairs.items():
+        used = set()
+        for rendered, template in pairs:
             if rendered not in catalog or template in catalog:
                 continue
             old = catalog[rendered]
             string = with_placeholders(old.string, template, facts) if old.string and not old.fuzzy else None
-            del catalog[rendered]
             catalog.add(template, string or "", flags=set() if string else set(old.flags) - {"fuzzy"})
+            used.add(rendered)
             carried, lost = (carried + 1, lost) if string else (carried, lost + 1)
+        for rendered in used - templates:  # the old messages, now replaced by their templates
+            del catalog[rendered]
         with open(path, "wb") as f:
             write_po(f, catalog, width=-1)
         strip_volatile_headers(path)
