@@ -458,7 +458,6 @@ def test_demo_page_renders_widget_math_figure_and_local_badge_offline(demo):
                   page.requests, page.failed)
     with pytest.raises(AssertionError, match="1 widget views, 0 rendered"):
         check_widgets(broken)  # an unrendered widget is noticed
-    srcs = [a["src"] for tag, a in parse(page.dom).tags if tag == "img"]
     badge = [a for tag, a in parse(page.dom).tags
              if tag == "img" and a.get("alt") == "Open In Colab"]
     assert badge and not is_external(urljoin(page.url, badge[0]["src"]))

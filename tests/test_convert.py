@@ -42,7 +42,7 @@ def test_logits_equal_timm(timm_name, ours, num_classes):
         for impl in ("fused", "explicit"):
             got = model.set_attn_impl(impl)(x)
             assert got.shape == (2, num_classes)
-            torch.testing.assert_close(got, expected, rtol=0, atol=1e-5, msg=lambda m: f"{impl}: {m}")
+            torch.testing.assert_close(got, expected, rtol=0, atol=1e-5, msg=lambda m, impl=impl: f"{impl}: {m}")
     assert expected.abs().max() > 0.1  # the comparison is not between near-zero outputs
 
 

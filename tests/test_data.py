@@ -1,5 +1,4 @@
 """Fashion-MNIST: found, checksummed by content, batched correctly; a clear error when missing."""
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,7 +94,7 @@ def test_loader_sees_every_image_once_per_epoch(fmnist):
     loader = TensorLoader(x, y, batch_size=128, shuffle=True, seed=1)
     assert len(loader) == 8
     seen = []
-    for xb, yb in loader:
+    for xb, _yb in loader:
         assert xb.dtype == torch.float32 and xb.shape[1:] == (1, 28, 28)
         seen.append(xb)
     batches = torch.cat(seen)

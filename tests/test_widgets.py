@@ -120,7 +120,7 @@ def test_position_explorer_shows_the_chosen_patch_and_moves_the_outline():
 
 def test_position_explorer_buttons_choose_a_patch():
     ex = PositionEmbeddingExplorer(row_col_model())
-    ex.ui  # builds the buttons
+    _ = ex.ui  # builds the buttons
     before = ex.redraws
     ex.buttons[3][0].click()
     assert (ex.row.value, ex.col.value) == (3, 0)
@@ -221,11 +221,11 @@ def test_every_explorer_updates_well_under_a_second_on_the_shipped_checkpoint(da
     trained = load_pretrained("vit_fmnist")
     untrained = create_model("vit_fmnist")
     patch = PatchExplorer(*data)
-    patch.ui
+    _ = patch.ui  # built, as when displayed
     pos = PositionEmbeddingExplorer({"trained": trained, "untrained": untrained})
-    pos.ui
+    _ = pos.ui  # built, as when displayed
     att = AttentionExplorer(trained, *data)
-    att.ui
+    _ = att.ui  # built, as when displayed
 
     def set_(widget, value):
         return lambda: setattr(widget, "value", value)

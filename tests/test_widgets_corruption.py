@@ -90,7 +90,7 @@ def test_the_rollout_is_the_vits_on_the_corrupted_image(data, models):
 def test_changing_only_the_strength_runs_each_model_once(data, models):
     vit, cnn = models
     ex = CorruptionExplorer(vit, cnn, *data, corruption="gaussian_noise")
-    ex.ui  # displayed: every control change redraws
+    _ = ex.ui  # displayed: every control change redraws
     counter = ForwardCounter(("vit", vit), ("cnn", cnn))
     try:
         for snr in (20.0, 10.0, 0.0):
@@ -117,7 +117,7 @@ def test_a_clean_strength_shows_the_clean_image(data, models):
 
 def test_choosing_a_corruption_resets_the_strength_and_redraws_once(data, models):
     ex = CorruptionExplorer(*models, *data)
-    ex.ui
+    _ = ex.ui
     before = ex.redraws
     ex.corruption.value = "patch_shuffle"
     assert ex.redraws == before + 1

@@ -5,7 +5,7 @@ Every check builds its own configurations and rows and compares with a reference
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable
 
 from ._core import ExerciseError, exercise, expect_equal
 from ..i18n import _

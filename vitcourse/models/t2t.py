@@ -241,7 +241,7 @@ class T2TViTConfig:
         if not (len(self.kernels) == len(self.strides) == len(self.paddings) >= 1):
             raise ValueError(f"kernels, strides and paddings must have equal length >= 1, got "
                              f"{self.kernels}, {self.strides}, {self.paddings}")
-        self.grid  # checks every soft split fits
+        _ = self.grid  # checks every soft split fits
         for name, value, allowed in (("tokens_type", self.tokens_type, TOKEN_TYPES),
                                      ("pool", self.pool, ("cls", "mean")),
                                      ("pos_embed", self.pos_embed, ("sincos", "learned")),
