@@ -435,6 +435,7 @@ def test_token_pitch_is_the_grid_step_of_any_stem_not_the_unused_patch_size_fiel
         A.token_pitch(torch.nn.Linear(2, 2))
 
 
+@pytest.mark.results
 @pytest.mark.slow
 def test_chapter_06_section_7s_claims_hold_for_the_shipped_models():
     """Chapter 06 §7 compares chapter 13's shipped conv-stem ViT with vit_fmnist; its text says:

@@ -25,6 +25,7 @@ def test_every_committed_notebook_is_what_its_source_builds():
     assert not problems, "\n".join(problems)
 
 
+@pytest.mark.results
 def test_every_facts_file_is_what_the_committed_results_give():
     problems = facts_mod.stale()
     assert not problems, "\n".join(problems)

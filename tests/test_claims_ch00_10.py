@@ -21,6 +21,8 @@ from tools import chapters as ch
 from tools import facts as facts_mod
 from tools.facts import ch05, ch07, ch08, ch10
 
+pytestmark = pytest.mark.results  # every test here reads the committed results or cards
+
 ROOT = ch.ROOT
 NO_FACTS = ("00_setup", "01_patches", "02_attention", "03_encoder_block", "04_vision_transformer", "09_swin")
 

@@ -37,6 +37,7 @@ def test_missing_results_name_the_make_target(tmp_path):
         read_csv(tmp_path / "nope.csv")
 
 
+@pytest.mark.results
 def test_committed_results_cover_every_model():
     rows = read_csv(RESULTS_CSV)
     assert [r["model"] for r in rows] == list(MODELS)

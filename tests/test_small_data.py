@@ -218,6 +218,7 @@ def test_a_later_probe_round_on_the_same_machine_is_scaled_to_the_first(tmp_path
     assert all(r["machine"] == here for r in rows.values())
 
 
+@pytest.mark.results
 def test_the_committed_rows_were_planned_from_the_committed_probes():
     from vitcourse.experiments.budget import _recorded_probe_key, plan_epochs, probes_path, read_probes
     assert read_results(sd.RESULTS_CSV), "small_data.csv has rows (make smalldata)"
@@ -272,6 +273,7 @@ def _pct(facts: dict, name: str) -> float:
     return float(facts[name])
 
 
+@pytest.mark.results
 def test_the_chapters_claims_hold_in_the_committed_results():
     """Section 8 (its numbers filled in from small_data.csv); if a re-run changes them so that a
     sentence no longer holds, the sentence has to change too."""
@@ -363,6 +365,7 @@ def test_sections_8_and_9_quote_measured_numbers_only_by_name():
     assert decimals <= {"95.0", "94.9", "0.25", "0.1", "+7.2", "+6.5", "+5.5", "78.4", "71.9"}, decimals
 
 
+@pytest.mark.results
 def test_section_9s_claims_hold_for_the_shipped_model():
     """Section 9 (the shipped vit_convstem_s_fmnist, its card, and the two hours of the best step) states these."""
     ch13, f, m = _ch13(), _facts(), _measured()
@@ -412,6 +415,7 @@ def test_section_9s_claims_hold_for_the_shipped_model():
     assert best["max"] - best["min"] < 0.1
 
 
+@pytest.mark.results
 @pytest.mark.slow
 def test_section_9s_class_by_class_sentence_holds_for_the_shipped_checkpoints():
     """Section 9's class-by-class sentence is not a fact (it needs both models evaluated on the

@@ -100,6 +100,7 @@ def test_encoder_block_defaults_leave_state_dict_and_output_unchanged():
     torch.testing.assert_close(with_path(x), block(x))  # identity in eval mode
 
 
+@pytest.mark.results
 def test_vit_checkpoint_spec_and_shipped_weights_are_unchanged():
     model = vitcourse.create_model("vit_fmnist")
     assert not any("drop_path" in k or "temperature" in k for k in model.state_dict())

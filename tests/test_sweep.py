@@ -189,6 +189,7 @@ def test_check_attention_flops_passes_the_reference_and_explains_the_linear_slip
 
 # --- the committed results -----------------------------------------------------------------------
 
+@pytest.mark.results
 def test_committed_csv_has_every_point_with_provenance():
     rows = read_results(COMMITTED)
     done = {r["key"]: r for r in rows}
@@ -210,6 +211,7 @@ def test_committed_csv_has_every_point_with_provenance():
 RERUN_TOLERANCE = 0.005
 
 
+@pytest.mark.results
 @pytest.mark.slow
 def test_rerunning_the_smallest_point_reproduces_its_committed_accuracy():
     rows = {r["key"]: r for r in read_results(COMMITTED)}

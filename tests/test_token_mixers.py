@@ -115,6 +115,7 @@ def test_summarise_gives_mean_and_spread_and_skips_diverged_runs():
     assert s.accuracies == [0.80, 0.84] and s.mean == pytest.approx(0.82) and s.spread == pytest.approx(0.04)
 
 
+@pytest.mark.results
 def test_the_committed_results_are_complete():
     runs = read_results(tm.RUNS_CSV)
     planned = {r.key for r in tm.planned_runs()}
@@ -137,6 +138,7 @@ def _range(text: str) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+@pytest.mark.results
 def test_the_chapters_claims_hold_in_the_committed_results():
     """What chapter 11's prose (chapters/11_token_mixers.md, sections 7 and 9) says about the
     committed runs, asserted on its facts (data/facts/11_token_mixers.json) and, for the claims

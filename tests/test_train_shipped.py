@@ -10,6 +10,8 @@ from vitcourse.training.checkpoint import PRETRAINED_DIR, load_pretrained
 from vitcourse.data import load_fashion_mnist
 from vitcourse.training.loop import evaluate
 
+pytestmark = pytest.mark.results  # every test here reads the committed results or cards
+
 
 @pytest.mark.slow
 def test_shipped_checkpoint_matches_its_card():

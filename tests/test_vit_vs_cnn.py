@@ -212,6 +212,7 @@ def test_chapter_12_source_reads_and_its_code_cells_compile():
 
 
 # ---------------------------------------------------------------- the committed results
+@pytest.mark.results
 def test_the_committed_results_are_complete():
     rows = vc.read_robustness(vc.ROBUSTNESS_CSV)
     got = {(r["model"], r["corruption"], float(r["strength"])) for r in rows}
@@ -318,6 +319,7 @@ def chapter_12_claims(f: dict, acc: dict, cka: dict) -> None:
     # (e) "the model that is {{ resnet_minus_vit_clean }} points worse on clean images": asserted in (b)
 
 
+@pytest.mark.results
 def test_the_chapters_claims_hold_in_the_committed_results():
     """Chapter 12's discussions quote the committed results by name ({{ name }} from
     data/facts/12_vit_vs_cnn.json); if a re-run no longer supports a sentence, this fails and a
