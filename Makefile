@@ -154,11 +154,14 @@ BOOK_LANG := $(if $(filter command line,$(origin LANG)),$(LANG),all)
 book: $(STAMP)
 	LANG=C.UTF-8 $(BIN)/python -m tools.book build --fast $(FAST) --lang $(BOOK_LANG)
 
-# After an English chapter changed: merge its text into locales/{ko,ja} (new messages come
-# untranslated, changed ones fuzzy: translate them, see locales/GLOSSARY.md), then regenerate
-# notebooks/ko and notebooks/ja from the catalogs. tests/test_editions.py fails until both are done.
+# After an English chapter or an exercise check's message changed: merge the text into
+# locales/{ko,ja} and vitcourse/locales (new messages come untranslated, changed ones fuzzy, with
+# the counts printed: translate them, see locales/GLOSSARY.md), then regenerate notebooks/ko and
+# notebooks/ja from the catalogs; untranslated sentences read in English meanwhile.
+# tests/test_editions.py fails until the catalogs and editions are current.
 translations: $(STAMP)
 	$(BIN)/python -m tools.translations update
+	$(BIN)/python -m tools.translations messages
 	$(BIN)/python -m tools.translations editions
 
 clean:

@@ -123,14 +123,16 @@ MESSAGE_CATALOGS = [tr.message_catalog_path(lang) for lang in tr.LANGUAGES]
 
 
 @pytest.mark.parametrize("catalog", MESSAGE_CATALOGS, ids=list(tr.LANGUAGES))
-def test_the_checks_messages_are_all_translated_current_and_compiled(catalog):
+def test_the_checks_messages_are_current_compiled_and_keep_their_fields(catalog):
+    """A message not yet translated is printed in English (gettext's fallback); one whose
+    translation drops or renames a field would raise in `.format`, so that fails here."""
     assert catalog.is_file(), f"no {catalog}: run `make translations`"
-    problems = tr.check_messages(catalog)
+    problems = [p for p in tr.check_messages(catalog) if not p.endswith((": untranslated", ": fuzzy"))]
     assert not problems, "\n".join(problems[:10])
     have = {m.id for m in tr.read_catalog(catalog) if m.id}
     today = set(tr.message_templates())
     assert have == today, (f"{len(today - have)} new templates, {len(have - today)} gone: "
-                           "run `make translations` and translate the new ones")
+                           "run `python -m tools.translations messages` (then translate the new ones)")
     mo = catalog.with_suffix(".mo")
     assert mo.is_file() and mo.read_bytes() == tr.compiled(catalog), f"{mo} is not compiled from {catalog.name}"
 
