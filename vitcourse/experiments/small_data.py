@@ -71,17 +71,8 @@ STEPS = {**RECIPE, **REGULARISED}  # every variant a run can name
 BUDGET_S = 600.0
 SEEDS: tuple[int, ...] = (0, 1, 2)
 LONG_BUDGETS_S: tuple[float, ...] = (1800.0, 3600.0)
-# the best 10-minute ViT recipe (seed 0: 90.98%; re-read the table after a rerun): the long runs
-# train it, and `make bench` (part 3) times it against the plain ViT
-BEST_VARIANT = "conv_stem_s"
-LONG_VARIANT = BEST_VARIANT
-# the ViTs of the long part: the best recipe at every long budget, the others at the longest only
-LONG_VARIANTS: tuple[str, ...] = (LONG_VARIANT, *REGULARISED)
-# the long run whose 60-minute model ships as data/checkpoints/<model>.pt (the one chapters 05, 06,
-# 10 and 13 load): the regularised hour, 92.90%, over the plain hour's 92.41% (one seed each)
-SHIPPED_VARIANT = "conv_stem_s_reg"
-# the issue's yardstick for the long runs: the course's ResNet, same loop, the longest budget; it
-# never ships (data/checkpoints/resnet_fmnist.pt is chapter 12's model and the distillation teacher)
+# the yardstick for the long runs: the course's ResNet, same loop, the longest budget; it never
+# ships (data/checkpoints/resnet_fmnist.pt is chapter 12's model and the distillation teacher)
 LONG_REFERENCE = "resnet"
 PARTS: tuple[str, ...] = ("recipe", "long")
 
@@ -98,10 +89,11 @@ def recipe_run(experiment: str, variant: str, seed: int, budget_s: float) -> Bud
 
 def planned_runs(parts: tuple[str, ...] = PARTS, seeds: tuple[int, ...] = SEEDS, budget_s: float = BUDGET_S,
                  variants: tuple[str, ...] = tuple(RECIPE), long_budgets_s: tuple[float, ...] = LONG_BUDGETS_S,
-                 long_variants: tuple[str, ...] = LONG_VARIANTS, reference: bool = True) -> list[BudgetedRun]:
+                 long_variants: tuple[str, ...] | None = None, reference: bool = True) -> list[BudgetedRun]:
     """The runs, seed-major so a stopped ablation leaves whole seeds behind; the long runs last:
-    the first of `long_variants` at every long budget, the others at the longest, then the ResNet
-    reference at the longest unless `reference` is False."""
+    the first of `long_variants` (`LONG_VARIANTS` by default) at every long budget, the others at
+    the longest, then the ResNet reference at the longest unless `reference` is False."""
+    long_variants = LONG_VARIANTS if long_variants is None else long_variants
     runs: list[BudgetedRun] = []
     if "recipe" in parts:
         runs += [recipe_run("recipe", v, s, budget_s) for s in seeds for v in variants]
@@ -146,6 +138,35 @@ def read_rows(out: Path = RESULTS_DIR) -> list[dict[str, str]]:
 def recipe_summary(rows: list[dict[str, str]]) -> dict[str, Summary]:
     """Mean and spread per recipe step, in the recipe's order."""
     return summarise(rows, "recipe")
+
+
+def best_variant(rows: list[dict[str, str]] | None = None, default: str = "conv_stem_s") -> str:
+    """The best 10-minute ViT step: the highest mean test accuracy over its seeds in the results
+    (the committed ones by default; `default` before any exist). The long runs train it and
+    `make bench` (part 3) times it against the plain ViT."""
+    summary = recipe_summary(read_rows() if rows is None else rows)
+    vits = {variant: s.mean for variant, s in summary.items() if variant != LONG_REFERENCE}
+    return max(vits, key=vits.get) if vits else default
+
+
+def shipped_variant(rows: list[dict[str, str]] | None = None, default: str = "conv_stem_s_reg") -> str:
+    """The long run whose model ships as data/checkpoints/<model>.pt (the one chapters 05, 06, 10
+    and 13 load): the ViT with the best test accuracy at the longest budget in the results (the
+    committed ones by default; `default` before any exist)."""
+    rows = read_rows() if rows is None else rows
+    longest = max(LONG_BUDGETS_S)
+    hours = {r["variant"]: float(r["test_accuracy"]) for r in rows
+             if r["experiment"] == "long" and float(r["budget_s"]) == longest and r["variant"] != LONG_REFERENCE}
+    return max(hours, key=hours.get) if hours else default
+
+
+# Derived from the committed results when the module is imported (two small CSVs), so the runners,
+# `make bench` and chapter 13 cannot disagree about which step is best or which run ships.
+BEST_VARIANT = best_variant()
+LONG_VARIANT = BEST_VARIANT
+# the ViTs of the long part: the best recipe at every long budget, the others at the longest only
+LONG_VARIANTS: tuple[str, ...] = (LONG_VARIANT, *REGULARISED)
+SHIPPED_VARIANT = shipped_variant()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
