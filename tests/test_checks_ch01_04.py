@@ -324,8 +324,201 @@ def test_class_token_missing_fails():
     fails(ch03.add_class_token, lambda t, c, p: t + p[:, 1:], "wrong shape", "expected (2, 5, 6), got (2, 4, 6)")
 
 
-# ---------------------------------------------------------------- 04.1 (forward pass) / 04.2 (parameter count)
+# ---------------------------------------------------------------- 04.1 (the ViT class) / 04.2 (parameter count)
 from vitcourse.checks import ch04_vit as ch04  # noqa: E402
+from vitcourse.layers.blocks import EncoderBlock  # noqa: E402
+from vitcourse.layers.patches import PatchEmbed  # noqa: E402
+
+
+def test_chapter_04_checks_carry_their_exercise_ids():
+    assert ch04.vit_class.exercise_id == "04.1"
+    assert ch04.param_count.exercise_id == "04.2"
+
+
+class GoodViT(nn.Module):
+    """The chapter's reference answer to 04.1."""
+
+    def __init__(self, image_size, patch_size, in_channels, num_classes, dim, depth, heads, mlp_dim):
+        super().__init__()
+        self.patch_embed = PatchEmbed(image_size, patch_size, in_channels, dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.patch_embed.num_patches, dim))
+        self.blocks = nn.ModuleList([EncoderBlock(dim, heads, mlp_dim) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.head = nn.Linear(dim, num_classes)
+
+    def tokens(self, images):
+        x = self.patch_embed(images)
+        return torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
+
+    def encode(self, x):
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+    def forward(self, images):
+        return self.head(self.norm(self.encode(self.tokens(images)))[:, 0])
+
+
+def test_vit_class_reference_passes(capsys):
+    ch04.vit_class(GoodViT)
+    assert "Exercise 04.1 passed" in capsys.readouterr().out
+
+
+def test_vit_class_accepts_a_sequential_of_blocks(capsys):
+    class Sequential(GoodViT):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.blocks = nn.Sequential(*self.blocks)  # same parameter names: blocks.0, blocks.1, ...
+
+        def encode(self, x):
+            return self.blocks(x)
+    ch04.vit_class(Sequential)
+    assert "Exercise 04.1 passed" in capsys.readouterr().out
+
+
+def test_vit_class_without_class_token_fails():
+    class NoClassToken(GoodViT):  # mean pooling, no class token: the lucidrains "mean" variant
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            del self.cls_token
+            self.pos_embed = nn.Parameter(torch.zeros(1, self.patch_embed.num_patches, self.norm.weight.shape[0]))
+
+        def forward(self, images):
+            x = self.patch_embed(images) + self.pos_embed
+            return self.head(self.norm(self.encode(x)).mean(1))
+    fails(ch04.vit_class, NoClassToken, "04.1", "there is no class token", "parameters: yours",
+          "cls_token 0/24")
+
+
+def test_vit_class_without_position_embeddings_fails():
+    class NoPositions(GoodViT):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            del self.pos_embed
+
+        def tokens(self, images):
+            x = self.patch_embed(images)
+            return torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+    fails(ch04.vit_class, NoPositions, "04.1", "there are no position embeddings", "bag of patches")
+
+
+def test_vit_class_without_final_norm_fails():
+    class NoNorm(GoodViT):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            del self.norm
+
+        def forward(self, images):
+            return self.head(self.encode(self.tokens(images))[:, 0])
+    fails(ch04.vit_class, NoNorm, "04.1", "the final LayerNorm is missing", "eps=1e-6")
+
+
+def test_vit_class_with_the_norm_built_but_not_applied_fails():
+    class NormUnused(GoodViT):
+        def forward(self, images):
+            return self.head(self.encode(self.tokens(images))[:, 0])
+    fails(ch04.vit_class, NormUnused, "04.1", "the final LayerNorm is not applied")
+
+
+def test_vit_class_with_mean_pooling_fails():
+    class MeanPool(GoodViT):
+        def forward(self, images):
+            return self.head(self.norm(self.encode(self.tokens(images)))[:, 1:].mean(1))
+    fails(ch04.vit_class, MeanPool, "04.1", "mean of the patch tokens", "x[:, 0]")
+
+
+def test_vit_class_reading_the_last_token_fails():
+    class LastToken(GoodViT):
+        def forward(self, images):
+            return self.head(self.norm(self.encode(self.tokens(images)))[:, -1])
+    fails(ch04.vit_class, LastToken, "04.1", "the head reads the last token")
+
+
+def test_vit_class_with_positions_built_but_not_added_fails():
+    class PositionsUnused(GoodViT):
+        def tokens(self, images):
+            x = self.patch_embed(images)
+            return torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+    fails(ch04.vit_class, PositionsUnused, "04.1", "the position embeddings are not added")
+
+
+def test_vit_class_with_the_class_token_last_fails():
+    class TokenLast(GoodViT):
+        def tokens(self, images):
+            x = self.patch_embed(images)
+            return torch.cat([x, self.cls_token.expand(x.shape[0], -1, -1)], dim=1) + self.pos_embed
+
+        def forward(self, images):
+            return self.head(self.norm(self.encode(self.tokens(images)))[:, -1])
+    fails(ch04.vit_class, TokenLast, "04.1", "it goes first")
+
+
+def test_vit_class_with_one_block_too_few_fails_with_the_counts():
+    class Shallow(GoodViT):
+        def __init__(self, image_size, patch_size, in_channels, num_classes, dim, depth, heads, mlp_dim):
+            super().__init__(image_size, patch_size, in_channels, num_classes, dim, depth - 1, heads, mlp_dim)
+    message = fails(ch04.vit_class, Shallow, "04.1", "depth = 2 encoder blocks", "it holds 1",
+                    "parameters: yours")
+    assert "blocks 4,480/8,960" in message, message
+
+
+def test_vit_class_with_positions_for_the_patches_only_fails_on_shape():
+    class PatchPositions(GoodViT):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.pos_embed = nn.Parameter(torch.zeros(1, self.patch_embed.num_patches, self.norm.weight.shape[0]))
+    fails(ch04.vit_class, PatchPositions, "04.1", "pos_embed has shape (1, 16, 24), expected (1, 17, 24)",
+          "1 + N rows")
+
+
+def test_vit_class_with_pytorch_default_eps_fails():
+    class DefaultEps(GoodViT):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.norm = nn.LayerNorm(self.norm.weight.shape[0])
+    fails(ch04.vit_class, DefaultEps, "04.1", "eps=1e-05", "1e-6")
+
+
+def test_vit_class_with_the_head_on_every_token_fails_on_shape():
+    class EveryToken(GoodViT):
+        def forward(self, images):
+            return self.head(self.norm(self.encode(self.tokens(images))))
+    fails(ch04.vit_class, EveryToken, "04.1", "logits for every token", "x[:, 0]")
+
+
+def test_vit_class_with_other_names_is_told_the_expected_names():
+    class OtherNames(GoodViT):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.to_logits = self.head
+            del self.head
+
+        def forward(self, images):
+            return self.to_logits(self.norm(self.encode(self.tokens(images)))[:, 0])
+    fails(ch04.vit_class, OtherNames, "04.1", "the classification head is missing",
+          "self.head = nn.Linear(dim, num_classes)", "no parameters named to_logits.weight, to_logits.bias",
+          "name the parts patch_embed, cls_token")
+
+
+def test_vit_class_with_another_signature_cannot_be_built():
+    class Positional(GoodViT):
+        def __init__(self, config):
+            super().__init__(**config)
+    fails(ch04.vit_class, Positional, "04.1", "could not be built", "TypeError")
+
+
+def test_vit_class_stub_and_non_class_report_their_problem():
+    class Stub(nn.Module):
+        def __init__(self, **kwargs):
+            super().__init__()
+            raise NotImplementedError("Exercise 04.1: replace this stub with your code")
+
+        def forward(self, images):
+            raise NotImplementedError("Exercise 04.1: replace this stub with your code")
+    with pytest.raises(NotImplementedError, match="Exercise 04.1 .* not implemented yet"):
+        ch04.vit_class(Stub)
+    fails(ch04.vit_class, GoodViT(32, 8, 3, 7, 24, 2, 3, 40), "04.1", "pass the class itself")
 
 
 def good_param_count(cfg):
@@ -343,43 +536,6 @@ def test_param_count_reference_passes(capsys):
 
 def test_param_count_without_final_norm_fails():
     fails(ch04.param_count, lambda cfg: good_param_count(cfg) - 2 * cfg.dim, "04.2", "final LayerNorm")
-
-
-def good_vit_forward(model, x):
-    t = model.patch_embed(x)
-    t = torch.cat([model.cls_token.expand(t.shape[0], -1, -1), t], 1) + model.pos_embed
-    for b in model.blocks:
-        t = b(t)
-    return model.head(model.norm(t)[:, 0])
-
-
-def test_vit_forward_reference_passes(capsys):
-    ch04.vit_forward(good_vit_forward)
-    assert "Exercise 04.1 passed" in capsys.readouterr().out
-
-
-def test_vit_forward_mean_pooling_fails():
-    fails(ch04.vit_forward, lambda m, x: m.head(m.forward_features(x)[:, 1:].mean(1)), "04.1", "tokens[:, 0]")
-
-
-def test_vit_forward_returning_all_tokens_fails_on_shape():
-    # the whole token sequence through the head: (B, 1 + N, classes) instead of (B, classes)
-    fails(ch04.vit_forward, lambda m, x: m.head(m.forward_features(x)), "04.1", "shape")
-
-
-def test_vit_forward_without_position_embeddings_fails_on_values():
-    def no_pos(model, x):
-        t = model.patch_embed(x)
-        t = torch.cat([model.cls_token.expand(t.shape[0], -1, -1), t], 1)  # pos_embed forgotten
-        for b in model.blocks:
-            t = b(t)
-        return model.head(model.norm(t)[:, 0])
-    fails(ch04.vit_forward, no_pos, "04.1", "wrong values")
-
-
-def test_vit_forward_returning_the_last_token_gets_its_hint():
-    fails(ch04.vit_forward, lambda m, x: m.head(m.forward_features(x)[:, -1]), "04.1",
-          "the class token is the first one")
 
 
 def test_param_count_mistakes_get_their_hints():

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CHAPTERS = chapters()
 CATALOGS = sorted((ROOT / "locales").glob("*/LC_MESSAGES/*.po"))
-PAGES = [*CHAPTERS, ROOT / "notebooks" / "index.md", ROOT / "notebooks" / "instructors.md"]
+PAGES = [*CHAPTERS, *sorted((ROOT / "notebooks").glob("*.md"))]  # the chapters, index.md and the other pages
 EDITIONS = [(lang, chapter) for lang in tr.LANGUAGES for chapter in CHAPTERS]
 SCRIPT = {"ko": r"[\uac00-\ud7a3]", "ja": r"[\u3040-\u30ff\u4e00-\u9fff]"}  # Hangul; kana and kanji
 
@@ -110,9 +110,15 @@ def test_an_edition_is_the_english_code_with_translated_prose(lang, chapter):
             assert ed.source == en.source.replace("/notebooks", f"/notebooks/{lang}")
         else:
             assert ed.source == en.source, f"cell {en.id} differs from the English chapter's"
+    # the prose is in the edition's script as far as the catalog is translated (a sentence not yet
+    # translated reads in English)
+    stats = tr.stats(ROOT / "locales" / lang / "LC_MESSAGES" / f"{chapter.stem}.po")
     script = SCRIPT[lang]
     prose = " ".join(c.source for c in edition.cells if c.cell_type == "markdown")
-    assert len(re.findall(script, prose)) > 0.3 * sum(ch.isalpha() for ch in prose)
+    if stats.translated == stats.messages:
+        assert len(re.findall(script, prose)) > 0.3 * sum(ch.isalpha() for ch in prose)
+    else:  # (which sentences: the generated-from-catalogs test above checks each one)
+        assert stats.translated == 0 or re.search(script, prose)
     assert f"/blob/main/notebooks/{lang}/{chapter.name})" in edition.cells[0].source  # its own badge
     assert edition.metadata["language"] == lang
 
