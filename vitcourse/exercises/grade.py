@@ -26,7 +26,7 @@ from typing import Any
 
 from ..cli_args import CommandError, existing_folder, output_file, output_folder, positive_float
 from ..i18n import PASSED, every_translation
-from .notebook import check_id, parse_notebook, read_notebook
+from .notebook import CHECKER_IMPORT, check_id, parse_notebook, read_notebook
 from .student import NOTEBOOKS
 
 FIELDS = ("student", "file", "exercise", "passed", "message")
@@ -191,14 +191,13 @@ def reference_checks(source: str | Path | None) -> dict[str, dict[str, Any]]:
     return checks
 
 
-_CHECKER_IMPORT = re.compile(r"^from vitcourse\.checks import (ch\d\d_\w+) as (\w+)[ \t]*$", re.MULTILINE)
 
 
 def _checker_import(nb: Any) -> str:
     """The chapter's `from vitcourse.checks import chNN_x as check` line, re-binding a fresh copy."""
     for cell in nb.cells:
         if cell.cell_type == "code":
-            found = _CHECKER_IMPORT.search(cell.source)
+            found = CHECKER_IMPORT.search(cell.source)
             if found:
                 module, alias = found.groups()
                 # A check cell that imports its checker itself cannot be fooled by a student's

@@ -28,6 +28,8 @@ BEGIN_HIDDEN = "### BEGIN HIDDEN TESTS"
 END_HIDDEN = "### END HIDDEN TESTS"
 STUB_COMMENT = "# YOUR CODE HERE"
 _CHECK_LINE = re.compile(r"^#\s*check:\s*(?P<id>\S+)\s*$")
+# The line that imports a chapter's checker, `from vitcourse.checks import ch01_patches as check`.
+CHECKER_IMPORT = re.compile(r"^from vitcourse\.checks import (ch\d\d_\w+) as (\w+)[ \t]*$", re.MULTILINE)
 _ID = re.compile(r"^\d\d\.\d+$")
 _CHAPTER = re.compile(r"^(\d\d)_")
 
