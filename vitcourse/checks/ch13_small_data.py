@@ -1,4 +1,4 @@
-"""Checks for chapter 13 (a Vision Transformer that wins on small data): CCT's sequence pooling
+"""Checks for chapter 13 (a Vision Transformer for small data): CCT's sequence pooling
 and the image shifts of shifted patch tokenization.
 
 Every check builds its own inputs (N != D, tokens with a non-zero mean, so mean pooling and a
