@@ -50,19 +50,9 @@ def claims_ch05(f: dict) -> None:
     history = vit["history"]
     base = readme_baselines()
     mlp, cnn2, resnet18 = base["MLP"], base["2-layer CNN"], base["ResNet-18"]
+    d2l_acc = base["D2L's ViT (10 epochs, measured here)"]
 
-    # "on this course's 2-core CPU those 10 epochs [of D2L's model] take over an hour"
-    assert 10 * vit["train_images"] / bench["d2l_img_per_s"] > 3600
-    # "Still, even several times faster": vitcourse's step against D2L's on the bench machine
-    assert bench["speedup"] >= 3
-    # "{{ vit_images_per_s_low }} to {{ vit_images_per_s_high }} images/s ... (the shipped model's
-    # card records {{ vit_card_images_per_s }} ...)": the card's figure lies in the range
-    assert speed(f["vit_images_per_s_low"]) < speed(f["vit_images_per_s_high"])
-    assert speed(f["vit_images_per_s_low"]) - 50 <= speed(f["vit_card_images_per_s"]) <= speed(f["vit_images_per_s_high"]) + 50
-    # "on this course's 2-core CPU" / "(17 minutes on an idle 2-core CPU": the card's machine
-    assert vit["hardware"]["cpu_count"] == 2
-
-    # "For the first 15 epochs or so train and test accuracy rise together. After that they part"
+    # "For the first 15 epochs or so, training and test accuracy rise together. Then they part"
     at15 = history[14]
     assert at15["epoch"] == 15 and 100 * (at15["train_acc"] - at15["test_acc"]) < 2
     # "training accuracy climbs to about {{ vit_final_train_acc }}% while test accuracy levels off
@@ -73,6 +63,9 @@ def claims_ch05(f: dict) -> None:
     assert f["vit_lowest_test_loss_epoch"] < f["vit_epochs"] == len(history)
     assert history[-1]["test_loss"] > min(h["test_loss"] for h in history)
 
+    # "The shipped model trained for {{ vit_epochs }} epochs ({{ vit_minutes }} minutes on a 2-core
+    # CPU)"
+    assert vit["hardware"]["cpu_count"] == 2
     # "reaches about {{ vit_acc }}% on the 10,000 test images: above the MLP, below the 2-layer
     # CNN and far below the ResNets"
     acc = 100 * vit["test_accuracy"]  # the card's, unrounded: the bar the figure draws
@@ -81,18 +74,26 @@ def claims_ch05(f: dict) -> None:
     assert resnet18 - f["vit_acc"] > 3 and resnet18 - acc > 3
     # "although its training accuracy ends near {{ vit_final_train_acc }}%"
     assert f["vit_final_train_acc"] > cnn2
+    # "Within 10 minutes on the same CPU the recipe reaches about {{ bench_vit_acc_10_min }}%":
+    # the benchmark's plain ViT is the chapter's model with the recipe, on a 2-core CPU
+    assert bench["reference_model"] == ch05.VIT and bench["budget_s"] == 600 and bench["threads"] == 2
+    assert "2 cores" in bench["hardware"]
 
-    # "The benchmark ... asks the same recipe for 92% within 10 minutes on this CPU: it does not
-    # get there (about {{ bench_vit_acc_10_min }}%"
-    assert bench["reference_acc_at_10_min"] < 0.92 and f["bench_vit_acc_10_min"] < 92
-    assert bench["goals"]["plain ViT 92% within 10 min"] is False
-
-    # "the same loop reaches about {{ best_vit_acc }}% (the second orange bar:
-    # `vit_convstem_s_fmnist`, trained for an hour with augmentation and stochastic depth"
+    # "three convolutions in front of four Transformer blocks, trained for an hour by the same loop
+    # with stronger augmentation, reach about {{ best_vit_acc }}% (the upper orange bar)"
     assert best["model"] == ch05.BEST and round(best["wall_time_s"] / 60) == 60
     assert best["config"]["trivial_augment"] and best["config"]["random_erasing"] > 0
-    # "That is above the 2-layer CNN and still below the ResNet-18 row."
+    # "above the 2-layer CNN and still below ResNet-18"
     assert cnn2 < f["best_vit_acc"] < resnet18
+
+    # section 6, D2L's model: "those 10 epochs take over an hour on a 2-core CPU"
+    assert 10 * vit["train_images"] / bench["d2l_img_per_s"] > 3600
+    # "On a CPU with bf16 matrix units `fit` trains the same model several times faster"
+    assert bench["precision"] == "bf16" and bench["speedup"] >= 3
+    # "The smaller `vit_fmnist` does better in a fraction of the time": above D2L's 10-epoch
+    # accuracy (measured here), in less than half of D2L's hour
+    assert f["vit_acc"] > d2l_acc and acc > d2l_acc
+    assert vit["wall_time_s"] < 0.5 * 10 * vit["train_images"] / bench["d2l_img_per_s"]
 
 
 def test_chapter_05s_claims_hold_in_the_committed_results():
@@ -206,10 +207,11 @@ def test_chapter_07s_claims_hold_in_the_committed_results():
 
 def claims_ch08(f: dict) -> None:
     t2t, vit = ch08.row("t2t_vit_fmnist"), ch08.row("vit_fmnist")
-    # "(`data/results/comparisons.csv`: 3 epochs on all 60,000 images, tested on all 10,000, one seed)"
+    # "Trained for 3 epochs on all 60,000 images and tested on all 10,000, one seed (chapter 10's
+    # comparison ...)", and the full-mode cell "repeats that run" with TrainConfig(epochs=3, seed=0)
     for r in (t2t, vit):
         assert (int(r["epochs"]), int(r["train_size"]), int(r["test_size"]), int(r["seed"])) == (3, 60_000, 10_000, 0)
-    # "has a measured answer: T2T-ViT {{ t2t_acc }}% against the ViT's {{ vit_acc }}%"
+    # "T2T-ViT reached {{ t2t_acc }}% against the ViT's {{ vit_acc }}%"
     assert f["t2t_acc"] > f["vit_acc"]
     # "for {{ t2t_macs_ratio }}x the MACs": more
     assert f["t2t_macs_ratio"] > 1

@@ -44,9 +44,12 @@ class LivePlot:
             self._create()
         epochs = [h["epoch"] for h in history]
         ax_loss, ax_acc = self.axes
+        from matplotlib.ticker import MaxNLocator
+
         for ax in self.axes:
             ax.clear()
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole epochs, not 1.2, 1.4, ...
             ax.grid(alpha=0.3)
         ax_loss.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
         ax_loss.plot(epochs, [h["test_loss"] for h in history], "o-", label="test")
