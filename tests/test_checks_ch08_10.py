@@ -10,60 +10,100 @@ from einops import rearrange
 from helpers import fails
 from vitcourse.checks import ch08_t2t as ch08
 from vitcourse.checks import ch09_swin as ch09
+from vitcourse.models.swin import window_partition, window_reverse
+from vitcourse.models.t2t import soft_split
 
 
 def test_ids():
-    assert ch08.soft_split_length.exercise_id == "08.1"
-    assert ch08.soft_split.exercise_id == "08.2"
+    assert ch08.soft_split.exercise_id == "08.1"
+    assert ch08.t2t_module.exercise_id == "08.2"
     assert ch09.window_partition.exercise_id == "09.1"
     assert ch09.shifted_window_mask.exercise_id == "09.2"
+    assert ch09.swin_block.exercise_id == "09.3"
 
 
 # ---------------------------------------------------------------- 08.1
-def test_soft_split_length_reference_passes(capsys):
-    ch08.soft_split_length(lambda n, k, s, p: (n + 2 * p - k) // s + 1)
-    assert "Exercise 08.1 passed" in capsys.readouterr().out
+def soft_split_by_hand(x, k, s, p, step=None, pad=True, channel_last=False, column_major=False):
+    """The soft split in the paper's notation (s = overlap), with one mistake switched on at will."""
+    step = k - s if step is None else step
+    if pad:
+        x = F.pad(x, (p, p, p, p))
+    rows, cols = range(0, x.shape[-2] - k + 1, step), range(0, x.shape[-1] - k + 1, step)
+    corners = [(i, j) for j in cols for i in rows] if column_major else [(i, j) for i in rows for j in cols]
+    windows = [x[:, :, i:i + k, j:j + k] for i, j in corners]  # each (B, C, k, k)
+    if channel_last:
+        windows = [w.permute(0, 2, 3, 1) for w in windows]
+    return torch.stack([w.flatten(1) for w in windows], dim=1)  # (B, L, C*k*k)
 
 
-def test_soft_split_length_true_division_fails():
-    fails(ch08.soft_split_length, lambda n, k, s, p: (n + 2 * p - k) / s + 1, "08.1", "round down")
+def test_soft_split_reference_and_unfold_pass(capsys):
+    ch08.soft_split(soft_split_by_hand)
+    ch08.soft_split(lambda x, k, s, p: F.unfold(x, k, padding=p, stride=k - s).transpose(1, 2))
+    assert capsys.readouterr().out.count("Exercise 08.1 passed") == 2
 
 
-def test_soft_split_length_padding_once_fails():
-    fails(ch08.soft_split_length, lambda n, k, s, p: (n + p - k) // s + 1, "08.1", "returned 55")
+def test_soft_split_with_the_overlap_as_stride_fails():
+    fails(ch08.soft_split, lambda x, k, s, p: soft_split_by_hand(x, k, s, p, step=s),
+          "08.1", "s is the overlap", "k - s = 2")
 
 
-def test_soft_split_length_no_padding_fails():
-    fails(ch08.soft_split_length, lambda n, k, s, p: (n - k) // s + 1, "both* sides")
+def test_soft_split_without_padding_fails():
+    fails(ch08.soft_split, lambda x, k, s, p: soft_split_by_hand(x, k, s, p, pad=False), "without padding")
+
+
+def test_soft_split_channel_last_flattening_fails():
+    fails(ch08.soft_split, lambda x, k, s, p: soft_split_by_hand(x, k, s, p, channel_last=True),
+          "channel-first")
+
+
+def test_soft_split_column_major_windows_fails():
+    fails(ch08.soft_split, lambda x, k, s, p: soft_split_by_hand(x, k, s, p, column_major=True),
+          "column by column")
+
+
+def test_soft_split_unfold_without_transpose_fails():
+    fails(ch08.soft_split, lambda x, k, s, p: F.unfold(x, k, padding=p, stride=k - s), "(B, L, C*k*k)")
 
 
 def test_stub_reports_not_implemented():
     def stub(*args):
         raise NotImplementedError
     with pytest.raises(NotImplementedError, match="Exercise 08.1"):
-        ch08.soft_split_length(stub)
+        ch08.soft_split(stub)
 
 
 # ---------------------------------------------------------------- 08.2
-def test_soft_split_reference_passes(capsys):
-    ch08.soft_split(lambda x, k, s, p: F.unfold(x, k, padding=p, stride=s).transpose(1, 2))
+def t2t_forward(module, images, plain_reshape=False, project=True):
+    x = images
+    for (k, stride, p), layer in zip(module.splits[:-1], module.token_layers):
+        tokens = layer(soft_split(x, k, stride, p))  # (B, L, token_dim)
+        b, n, c = tokens.shape
+        side = int(round(n ** 0.5))
+        x = tokens.reshape(b, c, side, side) if plain_reshape else tokens.transpose(1, 2).reshape(b, c, side, side)
+    k, stride, p = module.splits[-1]
+    tokens = soft_split(x, k, stride, p)
+    return module.project(tokens) if project else tokens
+
+
+def test_t2t_module_reference_passes(capsys):
+    ch08.t2t_module(t2t_forward)
     assert "Exercise 08.2 passed" in capsys.readouterr().out
 
 
-def test_soft_split_without_transpose_fails():
-    fails(ch08.soft_split, lambda x, k, s, p: F.unfold(x, k, padding=p, stride=s), "transpose to (B, L, C*k*k)")
+def test_t2t_module_plain_reshape_fails():
+    fails(ch08.t2t_module, lambda m, x: t2t_forward(m, x, plain_reshape=True), "08.2", "transpose(1, 2)")
 
 
-def test_soft_split_ignoring_stride_fails():
-    fails(ch08.soft_split, lambda x, k, s, p: F.unfold(x, k, padding=p, stride=1).transpose(1, 2), "wrong shape")
+def test_t2t_module_without_projection_fails():
+    fails(ch08.t2t_module, lambda m, x: t2t_forward(m, x, project=False), "module.project")
 
 
-def test_soft_split_channel_last_flattening_fails():
-    def chan_last(x, k, s, p):
-        t = F.unfold(x, k, padding=p, stride=s)  # (B, C*k*k, L)
-        t = rearrange(t, "b (c kk) l -> b l (kk c)", c=x.shape[1])
-        return t
-    fails(ch08.soft_split, chan_last, "wrong values")
+def test_t2t_module_calling_the_module_itself_fails():
+    fails(ch08.t2t_module, lambda m, x: m(x), "build the forward from the module's parts")
+
+
+def test_t2t_module_shape_error_inside_the_answer_is_explained():
+    fails(ch08.t2t_module, lambda m, x: m.project(soft_split(x, *m.splits[0])), "raised RuntimeError")
 
 
 # ---------------------------------------------------------------- 09.1
@@ -129,6 +169,64 @@ def test_shifted_window_mask_wrong_regions_fails():
         win = good_partition(ids[None, :, :, None], m)[..., 0]
         return win[:, :, None] == win[:, None, :]
     fails(ch09.shifted_window_mask, two_regions, "is wrong at", "expected masked")
+
+
+# ---------------------------------------------------------------- 09.3
+def window_attention(attn, windows, bias):
+    q, k, v = rearrange(attn.qkv(windows), "b n (three h d) -> three b h n d", three=3, h=attn.heads)
+    weights = (q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5 + bias).softmax(-1)
+    return attn.proj(rearrange(weights @ v, "b h n d -> b n (h d)"))
+
+
+def swin_block_forward(block, x, roll=True, roll_back=True, sign=-1, mask=True, rel_bias=True,
+                       interleave=False):
+    """The block's forward from its parts, with one mistake switched on at will."""
+    b, h, w, _ = x.shape
+    m, s = block.window_size, block.shift
+    y = block.norm1(x)
+    if roll:
+        y = torch.roll(y, shifts=(sign * s, sign * s), dims=(1, 2))
+    windows = window_partition(y, m)
+    bias = block.attn.relative_position_bias() if rel_bias else 0.0
+    if mask and block.attn_mask is not None:
+        per_image = block.attn_mask.repeat_interleave(b, 0) if interleave else block.attn_mask.repeat(b, 1, 1)
+        bias = bias + per_image[:, None]
+    y = window_reverse(window_attention(block.attn, windows, bias), m, h, w)
+    if roll and roll_back:
+        y = torch.roll(y, shifts=(-sign * s, -sign * s), dims=(1, 2))
+    x = x + y
+    return x + block.mlp(block.norm2(x))
+
+
+def test_swin_block_reference_passes(capsys):
+    ch09.swin_block(swin_block_forward)
+    assert "Exercise 09.3 passed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("mistake, fragment", [
+    (dict(roll=False), "the windows are not shifted"),
+    (dict(roll=False, mask=False), "the windows are not shifted"),
+    (dict(roll_back=False), "never rolled back"),
+    (dict(sign=1), "rolled the wrong way"),
+    (dict(mask=False), "the shift mask is missing"),
+    (dict(rel_bias=False), "the relative position bias is missing"),
+    (dict(rel_bias=False, mask=False), "the relative position bias is missing"),
+    (dict(interleave=True), "not repeat_interleave"),
+])
+def test_swin_block_known_mistakes_fail_with_their_message(mistake, fragment):
+    fails(ch09.swin_block, lambda block, x: swin_block_forward(block, x, **mistake), "09.3", fragment)
+
+
+def test_swin_block_calling_the_block_itself_fails():
+    fails(ch09.swin_block, lambda block, x: block(x), "build the forward from the block's parts")
+
+
+def test_swin_block_check_leaves_the_global_random_state_alone():
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    ch09.swin_block(swin_block_forward)
+    assert torch.equal(torch.rand(3), expected)
 
 
 # ---------------------------------------------------------------- 10.1 / 10.2
