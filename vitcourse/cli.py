@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "student": ("vitcourse.exercises.student", "write student copies of the chapters"),
     "grade": ("vitcourse.exercises.grade", "grade a folder of submitted notebooks into a CSV"),
     "train": ("vitcourse.training.cli", "train a model on Fashion-MNIST"),
+    "pretrain": ("vitcourse.training.pretrain_cli", "chapter 14: pre-train a masked autoencoder on the images alone"),
     "bench": ("vitcourse.experiments.bench", "benchmark against D2L's ViT and report speed and accuracy"),
     "sweep": ("vitcourse.experiments.sweep", "run (or resume) a scaling sweep into a CSV"),
     "compare": ("vitcourse.experiments.compare", "train ViT, T2T-ViT, Swin and ResNet alike into a CSV"),

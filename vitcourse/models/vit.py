@@ -265,8 +265,15 @@ vit_fmnist = _builder("vit_fmnist", "Small ViT for 28x28 Fashion-MNIST on a CPU:
 vit_fmnist_p4 = _builder("vit_fmnist_p4", "vit_fmnist with patch 4 (49 tokens): slower (~3x), more detail.",
                          image_size=28, patch_size=4, in_channels=1, num_classes=10, dim=128, depth=6,
                          heads=2, mlp_dim=256, pool="mean", pos_embed="learned")
+# The paper's read-out on vit_fmnist_p4's grid: a class token in front of 7x7 = 49 patch tokens, so
+# attention maps (what the class token looks at), rollout and attention distances have a grid fine
+# enough to read, as in the ViT paper's Figures 6-7. Chapter 06 looks inside it.
+vit_fmnist_p4_cls = _builder("vit_fmnist_p4_cls", "vit_fmnist_p4 read out through a class token (49 + 1 tokens), "
+                             "as the paper: for attention maps and rollout.",
+                             image_size=28, patch_size=4, in_channels=1, num_classes=10, dim=128, depth=6,
+                             heads=2, mlp_dim=256, pool="cls", pos_embed="learned")
 
 PRESETS: dict[str, Callable[..., ViT]] = {
     b.__name__: b for b in (vit_ti_16, vit_s_16, vit_b_16, vit_l_16, vit_h_14, d2l_vit,
-                            vit_fmnist, vit_fmnist_p4)
+                            vit_fmnist, vit_fmnist_p4, vit_fmnist_p4_cls)
 }

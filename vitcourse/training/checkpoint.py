@@ -42,6 +42,10 @@ PRETRAINED: dict[str, HowToMake] = {
     "resnet_fmnist": HowToMake("make resnet-checkpoint", "15-20 minutes"),
     # chapter 13's best ViT: the regularised 60-minute run of the small-data ablation's long part
     "vit_convstem_s_fmnist": HowToMake("make best-checkpoint", "about 65 minutes"),
+    # chapter 06's model: 49 patch tokens and a class token, so its attention can be read
+    "vit_fmnist_p4_cls": HowToMake("make attention-checkpoint", "about 17 minutes"),
+    # chapter 14's masked autoencoder (encoder + decoder), pre-trained without labels
+    "mae_fmnist": HowToMake("make pretrain", "about 20 minutes"),
 }
 
 
