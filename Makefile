@@ -104,6 +104,18 @@ attention-checkpoint: $(STAMP)
 	nice -n 10 $(BIN)/python -m vitcourse train --model vit_fmnist_p4_cls --epochs 8 --seed 0 \
 		--threads $(CKPT_THREADS) --out data/runs/vit_fmnist_p4_cls --export data/checkpoints/vit_fmnist_p4_cls.pt
 
+# Chapter 14's masked autoencoder: pre-trained on the 60,000 training images without their labels
+# (resumable from data/runs/mae_fmnist: run it again), then the label-efficiency table: fine-tuning
+# from it vs from scratch, a linear probe and k-NN, at 100 / 600 / 6,000 / 60,000 labels, 3 seeds
+# (resumable: done rows are skipped).
+MAE_EPOCHS ?= 24
+pretrain: $(STAMP)
+	nice -n 10 $(BIN)/python -m vitcourse pretrain --epochs $(MAE_EPOCHS) --seed 0 --threads $(CKPT_THREADS) \
+		--out data/runs/mae_fmnist --export data/checkpoints/mae_fmnist.pt
+
+label-efficiency: $(STAMP)
+	nice -n 10 $(BIN)/python -m vitcourse labels --threads $(CKPT_THREADS)
+
 # Chapter 13's shipped model (vit_convstem_s_fmnist + its card): the regularised 60-minute run of
 # `make smalldata`'s long part alone, planned from this machine's speed probe (~65 min with the probes and the test pass).
 best-checkpoint: $(STAMP)

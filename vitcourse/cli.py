@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "mixers": ("vitcourse.experiments.token_mixers", "chapter 11: token-mixer and norm ablations, cost vs tokens"),
     "robustness": ("vitcourse.experiments.vit_vs_cnn", "chapter 12: ViT vs CNN under corruptions and attacks, CKA"),
     "gpucheck": ("vitcourse.experiments.gpu_check", "fp16/bf16 + compile, resume bit-exactness and speed on a GPU, into JSON"),
+    "labels": ("vitcourse.experiments.label_efficiency", "chapter 14: accuracy against the number of labels, MAE vs scratch, into a CSV"),
     "smalldata": ("vitcourse.experiments.small_data", "chapter 13: the small-data recipe, step by step, at a fixed budget"),
 }
 
