@@ -16,7 +16,7 @@ from vitcourse.checks import ch01_patches as ch01
 
 def test_checks_carry_their_exercise_ids():
     assert ch01.patchify.exercise_id == "01.1"
-    assert ch01.sequence_length.exercise_id == "01.2"
+    assert ch01.unpatchify.exercise_id == "01.2"
     assert ch01.conv_from_linear.exercise_id == "01.3"
 
 
@@ -60,34 +60,73 @@ def test_patchify_stub_reports_not_implemented():
         ch01.patchify(stub)
 
 
-# ---------------------------------------------------------------- 01.2 sequence length
-def good_sequence_length(image_size, patch_size, class_token=True):
-    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
-    if h % patch_size or w % patch_size:
-        raise ValueError("not divisible")
-    return (h // patch_size) * (w // patch_size) + int(class_token)
+# ---------------------------------------------------------------- 01.2 unpatchify
+def good_unpatchify(tokens, p, image_size):
+    b, n, d = tokens.shape
+    h, w = image_size
+    c = d // (p * p)
+    x = tokens.reshape(b, h // p, w // p, p, p, c).permute(0, 5, 1, 3, 2, 4)  # (B, C, H/P, P, W/P, P)
+    return x.reshape(b, c, h, w)
 
 
-def test_sequence_length_reference_passes(capsys):
-    ch01.sequence_length(good_sequence_length)
+def _unpatchify_as(pattern):
+    """An unpatchify that reads the tokens in another order (`pattern`'s left side)."""
+    def answer(tokens, p, image_size):
+        h, w = image_size
+        c = tokens.shape[-1] // (p * p)
+        return rearrange(tokens, pattern, h=h // p, w=w // p, p1=p, p2=p, c=c)
+    return answer
+
+
+def test_unpatchify_reference_passes(capsys):
+    ch01.unpatchify(good_unpatchify)
     assert "Exercise 01.2 passed" in capsys.readouterr().out
 
 
-def test_sequence_length_without_class_token_fails():
-    fails(ch01.sequence_length, lambda s, p, class_token=True: good_sequence_length(s, p, False),
-          "expected 197, got 196", "class token")
+def test_unpatchify_is_the_inverse_of_the_students_patchify():
+    from vitcourse.layers.patches import unpatchify
+    x = torch.randn(3, 2, 6, 10)
+    assert torch.equal(good_unpatchify(good_patchify(x, 2), 2, (6, 10)), x)
+    ch01.unpatchify(lambda tokens, p, size: unpatchify(tokens, p, size))  # the package's own passes
 
 
-def test_sequence_length_linear_in_patch_size_fails():
-    fails(ch01.sequence_length, lambda s, p, class_token=True: (s if isinstance(s, int) else s[0]) // p + class_token,
-          "expected 197, got 15")
+def test_unpatchify_transposed_grid_fails():
+    # Patches put back down the columns first: the grid of patches comes out transposed.
+    fails(ch01.unpatchify, _unpatchify_as("b (w h) (p1 p2 c) -> b c (h p1) (w p2)"),
+          "01.2", "column-major", "row by row")
 
 
-def test_sequence_length_must_reject_untiled_images():
-    def no_check(image_size, patch_size, class_token=True):
-        h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
-        return (h // patch_size) * (w // patch_size) + int(class_token)
-    fails(ch01.sequence_length, no_check, "should raise ValueError", "not divisible")
+def test_unpatchify_channel_first_tokens_fail():
+    fails(ch01.unpatchify, _unpatchify_as("b (h w) (c p1 p2) -> b c (h p1) (w p2)"),
+          "channel-first", "(p1, p2, c)", "(P, P, C)")
+
+
+def test_unpatchify_channels_last_images_fail():
+    fails(ch01.unpatchify, _unpatchify_as("b (h w) (p1 p2 c) -> b (h p1) (w p2) c"),
+          "channels-last", "(B, C, H, W) = (2, 1, 12, 12)")
+
+
+def test_unpatchify_transposed_patches_fail():
+    fails(ch01.unpatchify, _unpatchify_as("b (h w) (p2 p1 c) -> b c (h p1) (w p2)"),
+          "transposed (its rows and columns swapped)")
+
+
+def test_unpatchify_single_reshape_fails():
+    def one_reshape(tokens, p, image_size):
+        return tokens.reshape(tokens.shape[0], -1, *image_size)
+    fails(ch01.unpatchify, one_reshape, "single reshape", "permute")
+
+
+def test_unpatchify_swapped_height_and_width_fail():
+    fails(ch01.unpatchify, lambda t, p, size: good_unpatchify(t, p, size[::-1]),
+          "wrong shape", "expected (3, 3, 10, 15), got (3, 3, 15, 10)", "swapped")
+
+
+def test_unpatchify_stub_reports_not_implemented():
+    def stub(tokens, p, image_size):
+        raise NotImplementedError("Exercise 01.2: complete my_unpatchify")
+    with pytest.raises(NotImplementedError, match="Exercise 01.2 .* not implemented yet: complete my_unpatchify"):
+        ch01.unpatchify(stub)
 
 
 # ---------------------------------------------------------------- 01.3 conv from linear

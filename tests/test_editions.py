@@ -173,16 +173,19 @@ def test_a_wrong_answer_is_explained_in_the_editions_language(lang, monkeypatch)
     from vitcourse.checks import ExerciseError
     from vitcourse.checks import ch01_patches as check
 
+    def no_permute(tokens, patch_size, image_size):  # a single reshape: the right shape, the wrong order
+        return tokens.reshape(tokens.shape[0], -1, *image_size)
+
     monkeypatch.setenv(i18n.ENV, lang)
     with pytest.raises(ExerciseError) as wrong:
-        check.sequence_length(lambda size, patch, class_token=True: 0)
+        check.unpatchify(no_permute)
     text = str(wrong.value)
     script = SCRIPT[lang]
     assert "01.2" in text and len(re.findall(script, text)) > 10, text
-    assert i18n.translate("sequence length of a ViT for a given image and patch size", lang) in text
+    assert i18n.translate("unpatchify: put a sequence of patches back into images", lang) in text
     monkeypatch.setenv(i18n.ENV, "en")
-    with pytest.raises(ExerciseError, match=r"^Exercise 01\.2 \(sequence length"):
-        check.sequence_length(lambda size, patch, class_token=True: 0)
+    with pytest.raises(ExerciseError, match=r"^Exercise 01\.2 \(unpatchify: .*a single reshape"):
+        check.unpatchify(no_permute)
 
 
 # -- an edition as a student and an instructor use it ----------------------------------------

@@ -1,4 +1,4 @@
-"""Checks for chapter 01 (patches): patchify, the sequence length, the convolution trick.
+"""Checks for chapter 01 (patches): patchify, its inverse unpatchify, the convolution trick.
 
 Every check builds its own inputs (sizes and values the notebook never shows) and compares the
 student's answer with the package's reference implementation in `vitcourse.layers.patches`.
@@ -55,32 +55,58 @@ def patchify(student_patchify: Callable[[torch.Tensor, int], torch.Tensor]) -> N
         expect_close(what, got, expected, atol=0, rtol=0)
 
 
-@exercise("01.2", "sequence length of a ViT for a given image and patch size",
-          difficulty="easy", minutes=5)
-def sequence_length(student_sequence_length: Callable[..., int]) -> None:
-    """`student_sequence_length(image_size, patch_size, class_token=True)` on fresh sizes."""
-    cases = [(224, 16, True), (224, 16, False), (384, 16, True), (224, 14, True), (28, 7, False),
-             (28, 4, True), (96, 16, True), (512, 32, False), ((64, 96), 16, True), ((30, 12), 6, False)]
-    for image_size, patch_size, cls in cases:
-        h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
-        expected = (h // patch_size) * (w // patch_size) + int(cls)
-        got = student_sequence_length(image_size, patch_size, class_token=cls)
-        what = f"sequence_length({image_size!r}, {patch_size}, class_token={cls})"
-        if isinstance(got, torch.Tensor) and got.numel() == 1:
-            got = int(got.item())
-        if got == expected - int(cls) and cls:
-            raise ExerciseError(_("{what} is wrong: expected {expected}, got {got}. "
-                                  "Did you forget the class token, one extra token in front?").format(
-                what=what, expected=expected, got=got))
-        expect_equal(what, got, expected)
-    for bad in [(30, 7), ((28, 30), 7)]:
-        try:
-            student_sequence_length(bad[0], bad[1], class_token=True)
-        except ValueError:
-            continue
-        raise ExerciseError(_("sequence_length({image_size!r}, {patch_size}) should raise ValueError: "
-                              "the image size is not divisible by the patch size, so the patches do "
-                              "not tile it").format(image_size=bad[0], patch_size=bad[1]))
+@exercise("01.2", "unpatchify: put a sequence of patches back into images",
+          difficulty="easy", minutes=10)
+def unpatchify(student_unpatchify: Callable[[torch.Tensor, int, tuple[int, int]], torch.Tensor]) -> None:
+    """`student_unpatchify(tokens, patch_size, (H, W))` equals `vitcourse.layers.patches.unpatchify`
+    on fresh token sequences, and so gives back the images they were cut from.
+
+    Cases: one to three channels (C read off the token width), square and non-square images and
+    grids, several patch sizes.
+    """
+    from ..layers.patches import patchify as reference_patchify
+    from ..layers.patches import unpatchify as reference
+
+    cases = [(2, 1, 12, 12, 4), (3, 3, 10, 15, 5), (1, 2, 6, 9, 3), (2, 3, 8, 8, 8), (2, 2, 12, 8, 2)]
+    for i, (b, c, h, w, p) in enumerate(cases):
+        images = _images(b, c, h, w, seed=401 + i)
+        tokens = reference_patchify(images, p)  # (B, N, P*P*C)
+        expected = reference(tokens, p, (h, w))  # (B, C, H, W): the images themselves
+        got = student_unpatchify(tokens.clone(), p, (h, w))
+        what = _("unpatchify(tokens of shape {shape}, patch_size={p}, image_size={size})").format(
+            shape=tuple(tokens.shape), p=p, size=(h, w))
+        if not isinstance(got, torch.Tensor):
+            raise ExerciseError(_("{what} should return a tensor, got {got}").format(
+                what=what, got=type(got).__name__))
+        if tuple(got.shape) == (b, h, w, c) and tuple(got.shape) != tuple(expected.shape):
+            raise ExerciseError(_(
+                "{what} returns channels-last images (B, H, W, C) = {got}. PyTorch's images are "
+                "channel-first, (B, C, H, W) = {expected}: move the channel axis next to the batch "
+                "axis.").format(what=what, got=tuple(got.shape), expected=tuple(expected.shape)))
+        if tuple(got.shape) == tuple(expected.shape) and not torch.equal(got, expected):
+            # The common slips, each a wrong reading of patchify's order.
+            gh, gw = h // p, w // p
+            slips = [
+                (True, rearrange(tokens, "b (w h) (p1 p2 c) -> b c (h p1) (w p2)", h=gh, w=gw, p1=p, p2=p), _(
+                    "{what}: the patches go back in column-major order (down the first column "
+                    "first), so the grid of patches is transposed. patchify reads them row by row: "
+                    "token k is row k // (W/P), column k % (W/P) of the grid.")),
+                (c > 1, rearrange(tokens, "b (h w) (c p1 p2) -> b c (h p1) (w p2)", h=gh, w=gw, p1=p, p2=p), _(
+                    "{what}: each token is read channel-first (c, p1, p2), but patchify flattens a "
+                    "patch in (p1, p2, c) order, the channels of one pixel next to each other. "
+                    "Split the token width as (P, P, C).")),
+                (True, rearrange(tokens, "b (h w) (p2 p1 c) -> b c (h p1) (w p2)", h=gh, w=gw, p1=p, p2=p), _(
+                    "{what}: every patch comes back transposed (its rows and columns swapped). "
+                    "Inside a token the pixels are in (p1, p2) order: row, then column.")),
+                (True, tokens.reshape(b, c, h, w), _(
+                    "{what}: a single reshape keeps the numbers in their memory order, so it cannot "
+                    "undo patchify's permute. Reshape to (B, H/P, W/P, P, P, C), permute, then "
+                    "reshape to (B, C, H, W).")),
+            ]
+            for applies, wrong, message in slips:
+                if applies and torch.equal(got, wrong):
+                    raise ExerciseError(message.format(what=what))
+        expect_close(what, got, expected, atol=0, rtol=0)
 
 
 @exercise("01.3", "the convolution trick: a Conv2d equal to patchify + Linear",

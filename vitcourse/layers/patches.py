@@ -82,6 +82,7 @@ def unpatchify(tokens: torch.Tensor, patch_size: int, image_size: Size2,
     c = d // (p * p)
     if channels is not None and channels != c:
         raise ValueError(f"channels={channels!r} does not match the token width {d} = {p}*{p}*{c}")
+    # (B, N, P*P*C) -> (B, H/P, W/P, P, P, C) -> (B, C, H, W): patchify's steps, undone in reverse
     return rearrange(tokens, "b (h w) (p1 p2 c) -> b c (h p1) (w p2)", h=gh, w=gw, p1=p, p2=p, c=c)
 
 
