@@ -108,7 +108,7 @@ attention-checkpoint: $(STAMP)
 # (resumable from data/runs/mae_fmnist: run it again), then the label-efficiency table: fine-tuning
 # from it vs from scratch, a linear probe and k-NN, at 100 / 600 / 6,000 / 60,000 labels, 3 seeds
 # (resumable: done rows are skipped).
-MAE_EPOCHS ?= 24
+MAE_EPOCHS ?= 16
 pretrain: $(STAMP)
 	nice -n 10 $(BIN)/python -m vitcourse pretrain --epochs $(MAE_EPOCHS) --seed 0 --threads $(CKPT_THREADS) \
 		--out data/runs/mae_fmnist --export data/checkpoints/mae_fmnist.pt

@@ -233,6 +233,11 @@ def test_swin_block_check_leaves_the_global_random_state_alone():
 from vitcourse.checks import ch10_compare as ch10  # noqa: E402
 
 
+def test_ch10_ids():
+    assert ch10.vit_macs.exercise_id == "10.1"
+    assert ch10.basic_block.exercise_id == "10.2"
+
+
 def good_vit_macs(s, p, c, d, depth, mlp, k):
     n = (s // p) ** 2
     block = n * (3 * d * d + d * d + 2 * d * mlp) + 2 * n * n * d
@@ -258,26 +263,64 @@ def test_vit_macs_flops_instead_of_macs_fails():
     fails(ch10.vit_macs, lambda *a: 2 * good_vit_macs(*a), "10.1", "expected")
 
 
-def good_front(rows):
-    return [n for n, c, a in rows
-            if not any(c2 <= c and a2 >= a and (c2 < c or a2 > a) for _, c2, a2 in rows)]
+class Block(torch.nn.Module):
+    """Exercise 10.2's answer: ResNet's basic block, with one mistake switched on at will."""
+
+    def __init__(self, c_in, c_out, stride=1, mistake=""):
+        super().__init__()
+        nn = torch.nn
+        self.mistake = mistake
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        projects = (stride != 1 or c_in != c_out) and mistake != "identity shortcut"
+        self.shortcut = (nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
+                         if projects else nn.Identity())
+
+    def forward(self, x):
+        out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        if self.mistake == "no skip":
+            return F.relu(out)
+        if self.mistake == "relu before the sum":
+            return F.relu(out) + self.shortcut(x)
+        return F.relu(out + self.shortcut(x))
 
 
-def test_pareto_reference_passes(capsys):
-    ch10.pareto_front(good_front)
-    assert "Exercise 10.2 passed" in capsys.readouterr().out
+def block_with(mistake):
+    return type("Block", (Block,), {"__init__": lambda self, a, b, s=1: Block.__init__(self, a, b, s, mistake)})
 
 
-def test_pareto_keeping_everything_fails():
-    fails(ch10.pareto_front, lambda rows: [r[0] for r in rows], "includes")
+def test_basic_block_reference_and_the_packages_block_pass(capsys):
+    from vitcourse.models.cnn import BasicBlock
+    ch10.basic_block(Block)
+    ch10.basic_block(BasicBlock)
+    assert capsys.readouterr().out.count("Exercise 10.2 passed") == 2
 
 
-def test_pareto_sorted_output_fails():
-    fails(ch10.pareto_front, lambda rows: sorted(good_front(rows)), "wrong order")
+def test_basic_block_without_the_skip_connection_fails():
+    fails(ch10.basic_block, block_with("no skip"), "10.2", "shortcut is missing")
 
 
-def test_pareto_non_strict_domination_fails():
-    # treats ties as dominating: drops both of two identical models
-    def ties_dominate(rows):
-        return [n for n, c, a in rows if not any(n2 != n and c2 <= c and a2 >= a for n2, c2, a2 in rows)]
-    fails(ch10.pareto_front, ties_dominate, "10.2")
+def test_basic_block_with_the_relu_before_the_sum_fails():
+    fails(ch10.basic_block, block_with("relu before the sum"), "ReLU comes before the sum")
+
+
+def test_basic_block_with_an_identity_shortcut_where_the_shape_changes_fails():
+    fails(ch10.basic_block, block_with("identity shortcut"), "cannot be the identity")
+
+
+def test_basic_block_with_other_names_or_biased_convolutions_fails():
+    class Renamed(Block):
+        def __init__(self, a, b, s=1):
+            super().__init__(a, b, s)
+            self.norm1 = self.bn1
+            del self.bn1
+
+    class Biased(Block):
+        def __init__(self, a, b, s=1):
+            super().__init__(a, b, s)
+            self.conv1 = torch.nn.Conv2d(a, b, 3, stride=s, padding=1, bias=True)
+
+    fails(ch10.basic_block, Renamed, "package's names", "['norm1']")
+    fails(ch10.basic_block, Biased, "bias=False")

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import fails
 from vitcourse.experiments import sweep
 from vitcourse.checks import ExerciseError
 from vitcourse.checks import ch07_scaling as check
+from vitcourse.data import stratified_subset
 from vitcourse.experiments.scaling_plots import (attention_flops, data_curve, fit_power_law, load_results,
                                      measure_attention_cost, on_axis, plot_attention_cost,
                                      plot_compute, plot_data_scaling, plot_model_size,
@@ -179,12 +181,45 @@ def test_check_power_law_passes_the_reference_and_names_the_inverted_fit():
         check.power_law(linear)
 
 
-def test_check_attention_flops_passes_the_reference_and_explains_the_linear_slip():
-    check.attention_flops(lambda s, p, d: attention_flops((s // p) ** 2, d)["scores"])
-    with pytest.raises(ExerciseError, match="linear in the tokens"):
-        check.attention_flops(lambda s, p, d: 4 * (s // p) ** 2 * d)
-    with pytest.raises(ExerciseError, match="count both products"):
-        check.attention_flops(lambda s, p, d: 2 * (s // p) ** 4 * d)
+def stratified_by_hand(labels, n, seed, replace=False):
+    """Exercise 07.2's answer: n // classes of each class, seeded; `replace` draws with replacement."""
+    g = torch.Generator().manual_seed(seed)
+    per_class = n // len(labels.unique())
+    picked = []
+    for c in labels.unique():
+        members = torch.nonzero(labels == c).flatten()
+        order = (torch.randint(len(members), (per_class,), generator=g) if replace
+                 else torch.randperm(len(members), generator=g)[:per_class])
+        picked.append(members[order])
+    return torch.cat(picked)
+
+
+def test_check_stratified_subset_passes_the_answer_and_the_packages_own(capsys):
+    check.stratified_subset(stratified_by_hand)
+    # the package's subset, as indices: pass the positions as the "images"
+    check.stratified_subset(lambda labels, n, seed: stratified_subset(torch.arange(len(labels)), labels, n, seed)[0])
+    assert capsys.readouterr().out.count("Exercise 07.2 passed") == 2
+
+
+def test_check_stratified_subset_names_each_known_wrong_answer():
+    # a random subset that ignores the labels: unequal class counts
+    fails(check.stratified_subset,
+          lambda labels, n, seed: torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:n],
+          "07.2", "not equally represented")
+    # stratified, but drawn with replacement: the same image twice
+    fails(check.stratified_subset, lambda labels, n, seed: stratified_by_hand(labels, n, seed, replace=True),
+          "repeated")
+    # the seed ignored: one subset for every seed
+    fails(check.stratified_subset, lambda labels, n, seed: stratified_by_hand(labels, n, 0), "gave the same subset")
+    # the global random state instead of a seeded generator: another subset at every call
+    def unseeded(labels, n, seed):
+        per_class = n // len(labels.unique())
+        return torch.cat([torch.nonzero(labels == c).flatten()[torch.randperm(int((labels == c).sum()))[:per_class]]
+                          for c in labels.unique()])
+    fails(check.stratified_subset, unseeded, "same seed gave different subsets")
+    # a mask instead of indices, and one index too few
+    fails(check.stratified_subset, lambda labels, n, seed: labels == 0, "a mask")
+    fails(check.stratified_subset, lambda labels, n, seed: stratified_by_hand(labels, n, seed)[:-1], "expected n")
 
 
 # --- the committed results -----------------------------------------------------------------------

@@ -48,11 +48,6 @@ def off_diagonal(m: torch.Tensor) -> float:
     return float(m[~torch.eye(*m.shape, dtype=torch.bool)].mean())
 
 
-def neighbours(m: torch.Tensor) -> float:
-    """The mean CKA of each layer with the next."""
-    return float(torch.diagonal(m, 1).mean())
-
-
 def attention_distances() -> torch.Tensor:
     """The shipped ViT's mean attention distance in pixels, (layers, heads), on the first
     `DISTANCE_IMAGES` test images: what the generator computed (the chapter's cell does the same
@@ -85,12 +80,11 @@ def facts() -> dict[str, str | int | float]:
         """The ViT's accuracy minus the ResNet's, in points, signed as the prose shows it."""
         out[f"vit_minus_resnet_{label}"] = f"{acc[(V, corruption, float(strength))] - acc[(R, corruption, float(strength))]:+.1f}"
 
-    # (a) CKA: the mean between different layers, between neighbours, first vs last; across the models
+    # (a) CKA: the mean between different layers, first vs last; across the models
     matrices = cka()
     for model, short in SHORT.items():
         m = matrices[(model, model)]
         out[f"cka_{short}_off_diagonal"] = f"{off_diagonal(m):.2f}"
-        out[f"cka_{short}_neighbours"] = f"{neighbours(m):.2f}"
         out[f"cka_{short}_first_last"] = f"{float(m[0, -1]):.2f}"
     out["cka_vit_resnet_mean"] = f"{float(matrices[(V, R)].mean()):.2f}"
     # (a) "global early": each head of the first layer (one fact per head, not a joined list: the

@@ -1,15 +1,18 @@
-"""Checks for chapter 07 (scaling): fitting a power law to error vs data, and attention's cost.
+"""Checks for chapter 07 (scaling): fitting a power law to error vs data, and the stratified
+subsets the data-size curve is trained on.
 
-Each check builds its own inputs (sizes and curves the notebook never shows) and compares the
-student's answer with the reference in `vitcourse.experiments.scaling_plots`.
+Each check builds its own inputs (sizes, curves and labels the notebook never shows) and compares
+the student's answer with the package's reference (`vitcourse.experiments.scaling_plots`,
+`vitcourse.data`).
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
+import torch
 
-from ._core import ExerciseError, exercise, expect_true
+from ._core import ExerciseError, call_student, exercise, expect_true
 from ..i18n import _
 
 
@@ -48,34 +51,72 @@ def power_law(student_fit: Callable[..., tuple[float, float]]) -> None:
                         what=what, expected=exp_a, got=g_a))
 
 
-@exercise("07.2", "attention FLOPs for an image size and patch size", difficulty="easy", minutes=10)
-def attention_flops(student_flops: Callable[[int, int, int], int]) -> None:
-    """`student_flops(image_size, patch_size, dim)`: FLOPs of q·kᵀ plus weights·v for one image."""
-    from ..experiments.scaling_plots import attention_flops as reference
+@exercise("07.2", "a stratified subset: n indices, equal counts per class, set by a seed",
+          difficulty="easy", minutes=15)
+def stratified_subset(student_fn: Callable[[torch.Tensor, int, int], Any]) -> None:
+    """`student_fn(labels, n, seed)` returns n distinct indices into `labels` with n / classes of
+    each class (the counts of the package's `vitcourse.data.stratified_subset`), the same
+    indices for the same seed and others for another seed."""
+    from ..data import stratified_subset as reference
 
-    cases = [(224, 16, 768), (28, 7, 128), (28, 4, 128), (384, 16, 1024), (448, 14, 1280), (96, 32, 64)]
-    for image_size, patch, dim in cases:
-        n = (image_size // patch) ** 2
-        expected = reference(n, dim)["scores"]
-        got = student_flops(image_size, patch, dim)
-        what = _("attention FLOPs(image_size={image_size}, patch_size={patch}, dim={dim})").format(
-            image_size=image_size, patch=patch, dim=dim)
-        if not isinstance(got, (int, float, np.integer, np.floating)):
-            raise ExerciseError(_("{what} should return a number, got {got}").format(
-                what=what, got=type(got).__name__))
-        if got == expected:
-            continue
-        side = image_size // patch
-        if got == 2 * 2 * side * side * dim:
-            raise ExerciseError(_("{what}: expected {expected:,}, got {got:,}: that is linear in the "
-                                  "tokens. N = {n} tokens attend to N tokens: N² pairs").format(
-                what=what, expected=expected, got=got, n=n))
-        if got == 2 * side * side * side * side * dim or got == expected // 2:
-            raise ExerciseError(_("{what}: expected {expected:,}, got {got:,}: count both products, "
-                                  "q·kᵀ (N x N scores) and the weighted sum of the values, 2 FLOPs "
-                                  "per multiply-add each").format(what=what, expected=expected, got=got))
-        if got == expected * 2:
-            raise ExerciseError(_("{what}: expected {expected:,}, got {got:,}: count a multiply-add "
-                                  "as 2 FLOPs, once").format(what=what, expected=expected, got=got))
-        raise ExerciseError(_("{what}: expected {expected:,}, got {got:,}").format(
-            what=what, expected=expected, got=got))
+    for i, (sizes, n, seed) in enumerate(_SUBSET_CASES):
+        g = torch.Generator().manual_seed(770 + i)
+        labels = torch.cat([torch.full((size,), c, dtype=torch.int64) for c, size in enumerate(sizes)])
+        labels = labels[torch.randperm(len(labels), generator=g)]  # classes mixed, unequal sizes
+        what = _("stratified_indices(labels of {total} images in {classes} classes, n={n}, seed={seed})").format(
+            total=len(labels), classes=len(sizes), n=n, seed=seed)
+        got = _indices(what, call_student(what, student_fn, labels.clone(), n, seed), len(labels), n)
+        if len(torch.unique(got)) != n:
+            raise ExerciseError(_("{what}: {repeats} indices are repeated; a subset takes each image at "
+                                  "most once: draw without replacement (torch.randperm, then the first "
+                                  "ones)").format(what=what, repeats=n - len(torch.unique(got))))
+        # the package's subset, as indices: its "images" are the positions 0, 1, 2, ...
+        expected_idx = reference(torch.arange(len(labels)), labels, n, seed=seed)[0]
+        expected = torch.bincount(labels[expected_idx], minlength=len(sizes)).tolist()
+        counts = torch.bincount(labels[got], minlength=len(sizes)).tolist()
+        if counts != expected:
+            raise ExerciseError(_("{what}: the classes are not equally represented: counts per class "
+                                  "{counts}, expected {expected}; take n / classes images of each class"
+                                  ).format(what=what, counts=counts, expected=expected))
+        again = _indices(what, call_student(what, student_fn, labels.clone(), n, seed), len(labels), n)
+        if not torch.equal(got.sort().values, again.sort().values):
+            raise ExerciseError(_("{what}: two calls with the same seed gave different subsets; draw "
+                                  "with a generator seeded by `seed` (torch.Generator().manual_seed(seed)), "
+                                  "not the global random state").format(what=what))
+        other = _indices(what, call_student(what, student_fn, labels.clone(), n, seed + 1), len(labels), n)
+        if torch.equal(got.sort().values, other.sort().values):
+            raise ExerciseError(_("{what}: seeds {seed} and {other} gave the same subset; the seed must "
+                                  "choose which images of each class are taken").format(
+                what=what, seed=seed, other=seed + 1))
+
+
+# (images per class, n, seed): unequal classes, so a subset drawn without regard to the labels has
+# unequal counts; n a multiple of the number of classes, and well below the smallest class.
+_SUBSET_CASES = [
+    ((60, 80, 100, 120, 140, 160, 180, 200, 220, 240), 100, 0),
+    ((50, 20, 200), 30, 3),
+    ((600,) * 10, 1_000, 11),
+]
+
+
+def _indices(what: str, got: Any, size: int, n: int) -> torch.Tensor:
+    """The student's answer as a 1-D int64 tensor of `n` positions in range, or an ExerciseError."""
+    try:
+        t = torch.as_tensor(np.asarray(got.cpu() if isinstance(got, torch.Tensor) else got))
+    except Exception:
+        raise ExerciseError(_("{what} should return indices (a tensor, array or list of ints), got "
+                              "{got}").format(what=what, got=type(got).__name__)) from None
+    if t.dtype == torch.bool:
+        raise ExerciseError(_("{what} returned a mask of {shape}; return the indices of the chosen "
+                              "images (torch.nonzero or torch.where turns a mask into them)").format(
+            what=what, shape=tuple(t.shape)))
+    if t.is_floating_point() or t.is_complex() or t.dim() != 1:
+        raise ExerciseError(_("{what} should return a 1-D sequence of integer indices, got dtype {dtype} "
+                              "and shape {shape}").format(what=what, dtype=t.dtype, shape=tuple(t.shape)))
+    if len(t) != n:
+        raise ExerciseError(_("{what} returned {got} indices, expected n = {n}").format(
+            what=what, got=len(t), n=n))
+    if len(t) and (t.min() < 0 or t.max() >= size):
+        raise ExerciseError(_("{what}: indices must lie in 0..{last}, got {low}..{high}").format(
+            what=what, last=size - 1, low=int(t.min()), high=int(t.max())))
+    return t.to(torch.int64)

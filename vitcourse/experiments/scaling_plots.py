@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -97,7 +98,12 @@ def _plt():
 
 
 def plot_data_scaling(rows: list[dict[str, Any]], ax=None):
-    """Test accuracy vs training-set size (log x), ViT vs CNN: seeds as dots, their mean as a line."""
+    """Test accuracy vs training-set size (log x), ViT vs CNN: seeds as dots, their mean as a line.
+
+    The sweep trains every size for about the same number of images seen, not to convergence: each
+    tick says how many passes over the set that was and how many images they add up to, and the
+    title names the compute most sizes had.
+    """
     plt = _plt()
     ax = ax or plt.subplots(figsize=(6.5, 4.2))[1]
     for fam in ("vit", "cnn"):
@@ -110,8 +116,21 @@ def plot_data_scaling(rows: list[dict[str, Any]], ax=None):
         pts = [r for r in on_axis(rows, "data") if r["model"] == BASE_MODELS[fam] and not r["overrides"]]
         ax.scatter([r["train_size"] for r in pts], [100 * r["test_accuracy"] for r in pts],
                    s=12, color=COLORS[fam], alpha=0.7)
-    return _finish_log_x(ax, "training images (log scale)", "test accuracy on 10k images (%)",
-                         "Fashion-MNIST: accuracy vs training-set size")
+    # passes over the set and images seen, per size (the same for both families and all seeds)
+    seen = {r["train_size"]: (r["epochs"], r["images_seen"]) for r in on_axis(rows, "data")
+            if r.get("epochs") and r.get("images_seen")}
+    title = "Fashion-MNIST: accuracy vs training-set size"
+    if seen:
+        common = Counter(images for _, images in seen.values()).most_common(1)[0][0]
+        title += f"\nat a fixed training compute of {common:,} images seen (not at convergence)"
+    _finish_log_x(ax, "training-set size (log scale), the passes over it, and the images they add up to",
+                  "test accuracy on 10k images (%)", title)
+    if seen:
+        sizes = sorted(seen)
+        ax.set_xticks(sizes, [f"{n:,}\n{seen[n][0]} pass{'es' if seen[n][0] > 1 else ''}\n{seen[n][1]:,} seen"
+                              for n in sizes], fontsize=8)
+        ax.minorticks_off()
+    return ax
 
 
 def _finish_log_x(ax, xlabel: str, ylabel: str, title: str):

@@ -3,9 +3,11 @@
 ViT's hard split cuts the image into disjoint patches, so edges and lines that cross a patch
 border are seen by no single token. T2T instead repeats two steps a few times:
 
-1. **soft split**: cut the image (or the re-structured token map) into *overlapping* k x k
-   windows with stride s < k (`F.unfold`); each window's pixels, concatenated, become one token,
-   so neighbouring tokens share pixels and the sequence gets shorter by about s² each time;
+1. **soft split**: cut the image (or the re-structured token map) into k x k windows that
+   *overlap* by s pixels (the paper's letters: kernel k, overlap s, padding p), so the step from
+   one window to the next, the stride `F.unfold` takes, is k - s; each window's pixels,
+   concatenated, become one token, so neighbouring tokens share pixels and the sequence gets
+   shorter by about (k - s)² each time;
 2. **re-structurisation**: a small transformer mixes the tokens, and they are reshaped back into
    an image-like (C, h, w) map for the next soft split.
 
@@ -52,7 +54,7 @@ def soft_split(images: torch.Tensor, kernel: int, stride: int, padding: int) -> 
 
     L = soft_split_length(H, ...) * soft_split_length(W, ...); windows in row-major order, each
     flattened channel-first (c, ki, kj) as `F.unfold` does. With stride < kernel, neighbouring
-    windows overlap by kernel - stride pixels.
+    windows overlap by kernel - stride pixels: the paper's s, so stride = k - s.
     """
     if not isinstance(images, torch.Tensor) or images.ndim != 4:
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
@@ -157,7 +159,8 @@ class T2TModule(nn.Module):
         in_channels: image channels.
         token_dim: width of the token layers' outputs (paper: 64).
         embed_dim: width D of the output tokens.
-        kernels, strides, paddings: the soft splits (paper: (7, 3, 3), (4, 2, 2), (2, 1, 1)).
+        kernels, strides, paddings: the soft splits, each stride k - s for the paper's overlap s
+            (paper: k = (7, 3, 3), s = (3, 1, 1), p = (2, 1, 1), so strides (4, 2, 2)).
         tokens_type: "transformer" or "performer" token layers.
     """
 
@@ -171,10 +174,10 @@ class T2TModule(nn.Module):
         if tokens_type not in TOKEN_TYPES:
             raise ValueError(f"tokens_type must be one of {TOKEN_TYPES}, got {tokens_type!r}")
         self.splits = list(zip(kernels, strides, paddings))
-        sizes, s = [image_size], image_size
-        for k, st, p in self.splits:
-            s = soft_split_length(s, k, st, p)
-            sizes.append(s)
+        sizes, side = [image_size], image_size
+        for k, st, p in self.splits:  # st: the stride, k - s for the paper's overlap s
+            side = soft_split_length(side, k, st, p)
+            sizes.append(side)
         self.sizes = sizes  # map side before each split, and the final grid side
         layers = []
         channels = in_channels
@@ -219,7 +222,7 @@ class T2TViTConfig:
     token_dim: int = 64            # width of the T2T module's token layers
     tokens_type: str = "performer"  # "performer" (paper's presets) or "transformer"
     kernels: tuple[int, ...] = (7, 3, 3)   # soft split kernel sizes
-    strides: tuple[int, ...] = (4, 2, 2)   # soft split strides (overall downsampling = product)
+    strides: tuple[int, ...] = (4, 2, 2)   # soft split strides k - s (paper's overlap s: 3, 1, 1); product = downsampling
     paddings: tuple[int, ...] = (2, 1, 1)  # soft split paddings
     pool: str = "cls"              # "cls" token or "mean" of the patch tokens
     pos_embed: str = "sincos"      # "sincos" (fixed 1D table, as the paper) or "learned"
@@ -257,8 +260,8 @@ class T2TViTConfig:
     def grid(self) -> int:
         """Side of the token grid after the T2T module."""
         side = self.image_size
-        for k, s, p in zip(self.kernels, self.strides, self.paddings):
-            side = soft_split_length(side, k, s, p)
+        for k, stride, p in zip(self.kernels, self.strides, self.paddings):
+            side = soft_split_length(side, k, stride, p)
         return side
 
 
