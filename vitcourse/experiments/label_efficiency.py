@@ -41,7 +41,7 @@ MODEL = "vit_fmnist_p4_cls"  # what the default MAE's encoder is, as a classifie
 METHODS = ("scratch", "mae_finetune", "linear_probe", "knn")
 LABELS = (100, 600, 6_000, 60_000)
 SEEDS = (0, 1, 2)
-MONITOR_IMAGES = 500  # test images fit evaluates after each epoch; the reported accuracy uses all
+MONITOR_IMAGES = 200  # test images fit evaluates after each epoch (a progress signal); the reported accuracy uses all
 # (epochs, batch size) per number of labels: one recipe for scratch and fine-tuning alike; a few
 # hundred optimiser steps at every size, so the small sets are not starved of steps and the full
 # set stays within a few minutes on a CPU
