@@ -437,40 +437,93 @@ def test_token_pitch_is_the_grid_step_of_any_stem_not_the_unused_patch_size_fiel
 
 @pytest.mark.results
 @pytest.mark.slow
-def test_chapter_06_section_7s_claims_hold_for_the_shipped_models():
-    """Chapter 06 §7 compares chapter 13's shipped conv-stem ViT with vit_fmnist; its text says:
-    both rollouts favour the garment, the conv-stem model by more (about 13 points over even against
-    7.5), the untrained model not at all; the conv-stem model's layers 1-3 have no head more than
-    0.1 px below uniform distance, and one head of the last layer is the only one clearly below it,
-    while vit_fmnist's first layer is below uniform."""
+def test_chapter_06s_descriptions_hold_for_the_shipped_model():
+    """Chapter 06 describes what its live cells show for the shipped vit_fmnist_p4_cls on the test
+    images (2,000 for the attention maps, 5,000 for the distances, as in full mode); each assert
+    quotes the sentence it checks."""
     from vitcourse.data import load_fashion_mnist
-    from vitcourse.models import create_model
     from vitcourse.settings import seed_everything
     from vitcourse.training.checkpoint import load_pretrained
 
     images, _ = load_fashion_mnist("test")
-    vit, conv = load_pretrained("vit_fmnist"), load_pretrained("vit_convstem_s_fmnist")
+    model = load_pretrained("vit_fmnist_p4_cls")
     seed_everything(0)
-    untrained = create_model("vit_convstem_s_fmnist").eval()
+    untrained = create_model("vit_fmnist_p4_cls").eval()
+    gh, gw = model.grid_size
+    pitch = A.token_pitch(model)
+    assert (gh, gw, pitch, model.num_prefix_tokens) == (7, 7, 4, 1)
 
-    def over_even(model, n=2000):  # points of rollout on clothing tokens over an even spread
-        batch = images[:n]
-        maps = A.attention_rollout(A.capture_attention(model, batch), num_prefix_tokens=model.num_prefix_tokens,
-                                   grid=model.grid_size)  # (B, gh, gw)
-        p = A.token_pitch(model)
-        on = batch.float().unfold(1, p, p).unfold(2, p, p).mean(dim=(-1, -2)) > 0.1 * 255  # (B, gh, gw)
-        share = ((maps * on).sum(dim=(1, 2)) / maps.sum(dim=(1, 2))).mean()
-        return 100 * float(share - on.float().mean())
+    # §3 "The untrained copy is exactly where training started (same seed, same architecture)"
+    start, trained = untrained.patch_embed.proj.weight.detach(), model.patch_embed.proj.weight.detach()
+    torch.manual_seed(1)
+    other = create_model("vit_fmnist_p4_cls").patch_embed.proj.weight.detach()
 
-    gains = [over_even(vit), over_even(conv)]
-    assert 6 < gains[0] < 9 and 11.5 < gains[1] < 14.5 and gains[1] - gains[0] > 3, gains
-    assert abs(over_even(untrained)) < 1
+    def corr(a, b):
+        return float(torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1])
 
-    def below_uniform(model, margin):  # (layers, heads): True where a head looks closer than uniform
-        d = A.model_attention_distance(model, images[:5000])
-        return d < float(A.patch_distances(model.grid_size, A.token_pitch(model)).mean()) - margin
+    assert corr(trained, start) > 0.9 and abs(corr(trained, other)) < 0.2
+    # "Random filters spread their variance over all 16 components, and the trained ones still do"
+    top4 = {name: float(A.embedding_filters(w, 16, return_variance=True)[1][:4].sum())
+            for name, w in [("untrained", start), ("trained", trained), ("change", trained - start)]}
+    assert top4["untrained"] < 0.45 and abs(top4["trained"] - top4["untrained"]) < 0.05, top4
+    # "The change, though, is concentrated: its first component, a flat patch, is brightness; the
+    # next, a ramp from top to bottom"
+    pcs, share = A.embedding_filters(trained - start, 16, return_variance=True)
+    assert top4["change"] > 0.7 and share[0] > 0.5, share
+    flat, ramp = pcs[0, 0], pcs[1, 0]  # (4, 4) each
+    assert (flat > 0).all() and flat.min() > 0.5 * flat.max()
+    vertical = float((ramp[2:].mean() - ramp[:2].mean()).abs())
+    horizontal = float((ramp[:, 2:].mean() - ramp[:, :2].mean()).abs())
+    assert vertical > 2 * horizontal, (vertical, horizontal)
 
-    conv_local = below_uniform(conv, 0.3)  # "clearly": by more than 0.3 px
-    assert not conv_local[:-1].any() and conv_local[-1].sum() == 1, conv_local
-    assert not below_uniform(conv, 0.1)[:-1].any()  # layers 1-3: none more than 0.1 px closer
-    assert below_uniform(vit, 0.0)[0].all()  # section 6: "slightly below that line"
+    # §4 "the similarity is highest with the mirror image, next with the neighbours, and about zero
+    # from two patches on; for the untrained model it is about zero everywhere ... At the largest
+    # distances it rises a little again"
+    dist = A.patch_distances((gh, gw), 1)
+    rows, cols = torch.arange(gh * gw) // gw, torch.arange(gh * gw) % gw
+    near = torch.minimum(dist, dist[:, rows * gw + (gw - 1 - cols)]).round()
+    others = ~torch.eye(gh * gw, dtype=torch.bool)
+    levels = near[others].unique()
+
+    def curve(m):
+        s = A.position_similarity(m.pos_embed, (gh, gw), 1).reshape(gh * gw, gh * gw)
+        return [float(s[others & (near == v)].mean()) for v in levels], float(s[others & (near >= 2)].mean())
+
+    (mirror, neighbours, *farther), two_plus = curve(model)
+    assert mirror > neighbours > 0.1 and abs(two_plus) < 0.1 and farther[-1] > min(farther), (mirror, neighbours)
+    assert max(abs(v) for v in curve(untrained)[0][:-1]) < 0.05
+
+    # §5 "Untrained, all three kinds sit on 1 ... Trained, the outline gets more than an even share in
+    # every layer and the background less; the inside of the garment gets more only in layer 2."
+    batch = images[:2000]
+    garment = (batch.float().unfold(1, pitch, pitch).unfold(2, pitch, pitch) > 0.1 * 255).float().mean(dim=(-1, -2))
+    kinds = {"background": garment == 0, "outline": (garment > 0) & (garment < 1), "inside": garment == 1}
+
+    def relative(maps):
+        maps = maps / maps.mean(dim=(1, 2), keepdim=True)
+        return {kind: float(maps[mask].mean()) for kind, mask in kinds.items()}
+
+    atts = {name: A.capture_attention(m, batch) for name, m in [("trained", model), ("untrained", untrained)]}
+    layers = {name: [relative(a[:, :, 0, 1:].mean(1).reshape(-1, gh, gw)) for a in att] for name, att in atts.items()}
+    assert all(abs(w - 1) < 0.1 for layer in layers["untrained"] for w in layer.values()), layers["untrained"]
+    assert all(layer["outline"] > 1 > layer["background"] for layer in layers["trained"]), layers["trained"]
+    assert [layer["inside"] > 1 for layer in layers["trained"]] == [False, True, False, False, False, False]
+
+    # §6 "it is highest along the outline and lowest on the background, while the untrained model's is even"
+    rolled = {name: relative(A.attention_rollout(att, num_prefix_tokens=1, grid=(gh, gw))) for name, att in atts.items()}
+    r = rolled["trained"]
+    assert r["outline"] > 1.05 and r["background"] < min(r["inside"], 1), r
+    assert all(abs(w - 1) < 0.02 for w in rolled["untrained"].values()), rolled["untrained"]
+
+    # §7 "Untrained, every head sits on the uniform line ... Trained, the heads move only about a pixel
+    # away from that line: the two nearest-looking heads are in layers 2 and 4, and the last layer is
+    # the only one whose heads both look farther than uniform." (summary: "the farthest in the last")
+    uniform = float(A.patch_distances((gh, gw), pitch).mean())
+    far = {name: A.model_attention_distance(m, images[:5000]) for name, m in [("trained", model), ("untrained", untrained)]}
+    assert (far["untrained"] - uniform).abs().max() < 0.2
+    d = far["trained"]
+    assert (d - uniform).abs().max() < 1.5 and (d - uniform).abs().max() > 0.7, d
+    nearest = d.flatten().argsort()[:2] // d.shape[1]  # the layers (from 0) of the two nearest heads
+    assert sorted(nearest.tolist()) == [1, 3], d
+    assert ((d > uniform).all(dim=1)).tolist() == [False] * (len(d) - 1) + [True], d
+    assert int(d.mean(dim=1).argmax()) == len(d) - 1, d
