@@ -316,7 +316,9 @@ def edition_notebook(notebook, lang: str, translate: Callable[[str], str],
     the kernel in the notebook's folder)."""
     for i, cell in enumerate(notebook.cells):
         if cell.cell_type == "markdown":
-            cell.source = translate_markdown(cell.source, translate)
+            # the Colab badge points at the edition, translated or not (an untranslated title
+            # cell stays English, but still opens notebooks/<lang>/)
+            cell.source = edition_badge(translate_markdown(cell.source, translate), lang)
             if facts is not None:
                 cell.source = substitute(cell.source, facts, f"{lang}/{name}, cell {i}")
         elif SETUP_TAG in cell.get("metadata", {}).get("tags", []):
