@@ -21,6 +21,7 @@ from vitcourse.experiments.results_csv import read_results
 
 CHAPTER = "14_pretraining"
 CARD = REPO_ROOT / "data" / "checkpoints" / "mae_fmnist.json"
+P4CLS_CARD = REPO_ROOT / "data" / "checkpoints" / f"{MODEL}.json"  # chapter 06's model, from scratch
 
 
 def card() -> dict[str, Any]:
@@ -52,8 +53,10 @@ def facts() -> dict[str, str | int | float]:
 
     model = create_model(MODEL)
     dim = model.config.dim
+    p4cls = json.loads(P4CLS_CARD.read_text(encoding="utf-8"))
     return {
         "mae_epochs": int(card()["epochs"]),
+        "p4cls_acc": round(100 * float(p4cls["test_accuracy"]), 1), "p4cls_epochs": int(p4cls["epochs"]),
         "mae_100": acc("mae_finetune", 100), "scratch_100": acc("scratch", 100),
         "gap_100": round(mean(t["mae_finetune"][100]) - mean(t["scratch"][100]), 1),
         "gap_600": round(mean(t["mae_finetune"][600]) - mean(t["scratch"][600]), 1),

@@ -91,7 +91,7 @@ def mae_loss(images: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor, patch
         pred: (B, N, P*P*C) the decoder's pixel prediction for every patch.
         mask: (B, N), 1 = removed (counted), 0 = visible (ignored).
         norm_pix_loss: targets normalised per patch (its own mean and variance), the paper's
-            better-fine-tuning variant (Table 1c).
+            better-fine-tuning variant (Table 1d).
     Returns:
         a scalar: the per-patch mean squared error, averaged over removed patches.
     """
@@ -197,7 +197,11 @@ class MAE(nn.Module):
 def load_encoder(vit: ViT, encoder_state: dict[str, torch.Tensor]) -> ViT:
     """Copy an MAE encoder's weights into `vit` (same shape, any head); its head stays as it was
     (fine-tuning trains a new one). Raises ValueError when anything but the head is missing."""
-    missing, unexpected = vit.load_state_dict(encoder_state, strict=False)
+    try:
+        missing, unexpected = vit.load_state_dict(encoder_state, strict=False)
+    except RuntimeError as exc:  # a shape differs (another grid, width, or no class token)
+        raise ValueError(f"the encoder's weights do not fit this ViT ({str(exc).splitlines()[-1].strip()}); "
+                         "build it with MAEConfig.encoder_config()") from None
     missing = [k for k in missing if not k.startswith("head.")]
     if missing or unexpected:
         raise ValueError(f"the encoder's weights do not fit this ViT: missing {missing}, "
