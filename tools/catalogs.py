@@ -64,7 +64,9 @@ def rendered_catalogs(out: Path, lang: str, locales: Path = LOCALES) -> Path:
             where = f"{lang}/{path.name}"
             new_id = substitute(message.id, facts, where)
             if new_id != message.id:
-                string = substitute(message.string, facts, where) if message.string else ""
+                # a fuzzy translation is shown in English anyway, and may still name a fact the
+                # chapter no longer has: it is left out rather than filled in
+                string = substitute(message.string, facts, where) if message.string and not message.fuzzy else ""
                 flags, del_id = set(message.flags), message.id
                 del catalog[del_id]
                 catalog.add(new_id, string, flags=flags)
