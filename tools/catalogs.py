@@ -7,6 +7,8 @@ chapter's facts, so a new measurement changes no catalog.
 """
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 from typing import Callable
 
@@ -47,6 +49,10 @@ def catalog_lookup(path: Path, fallback: bool = False) -> Callable[[str], str]:
     return translate
 
 
+# the Colab link of a chapter (tools/translations.py's BADGE, repeated: that module imports this one)
+_BADGE = re.compile(r"(colab\.research\.google\.com/github/[^)]*/blob/main/notebooks/)([^/)]+\.ipynb)")
+
+
 def rendered_catalogs(out: Path, lang: str, locales: Path = LOCALES) -> Path:
     """`lang`'s catalogs with the facts filled into both sides of every message, in
     ``out/<lang>/LC_MESSAGES/``: what Sphinx matches against a built chapter (whose numbers are
@@ -70,6 +76,10 @@ def rendered_catalogs(out: Path, lang: str, locales: Path = LOCALES) -> Path:
                 flags, del_id = set(message.flags), message.id
                 del catalog[del_id]
                 catalog.add(new_id, string, flags=flags)
+        for message in catalog:  # an untranslated badge still opens the edition's own notebook
+            if isinstance(message.id, str) and (not message.string or message.fuzzy) and _BADGE.search(message.id):
+                message.string = _BADGE.sub(lambda m: f"{m.group(1)}{lang}/{m.group(2)}", message.id)
+                message.flags.discard("fuzzy")
         with open(target / path.name, "wb") as f:
             write_po(f, catalog, width=-1)
     return out
