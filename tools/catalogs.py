@@ -49,8 +49,8 @@ def catalog_lookup(path: Path, fallback: bool = False) -> Callable[[str], str]:
     return translate
 
 
-# the Colab link of a chapter (tools/translations.py's BADGE, repeated: that module imports this one)
-_BADGE = re.compile(r"(colab\.research\.google\.com/github/[^)]*/blob/main/notebooks/)([^/)]+\.ipynb)")
+# the Colab link of a chapter; tools/translations.py rewrites it for the editions with the same pattern
+BADGE = re.compile(r"(colab\.research\.google\.com/github/[^)]*/blob/main/notebooks/)([^/)]+\.ipynb)")
 
 
 def rendered_catalogs(out: Path, lang: str, locales: Path = LOCALES) -> Path:
@@ -77,8 +77,8 @@ def rendered_catalogs(out: Path, lang: str, locales: Path = LOCALES) -> Path:
                 del catalog[del_id]
                 catalog.add(new_id, string, flags=flags)
         for message in catalog:  # an untranslated badge still opens the edition's own notebook
-            if isinstance(message.id, str) and (not message.string or message.fuzzy) and _BADGE.search(message.id):
-                message.string = _BADGE.sub(lambda m: f"{m.group(1)}{lang}/{m.group(2)}", message.id)
+            if isinstance(message.id, str) and (not message.string or message.fuzzy) and BADGE.search(message.id):
+                message.string = BADGE.sub(lambda m: f"{m.group(1)}{lang}/{m.group(2)}", message.id)
                 message.flags.discard("fuzzy")
         with open(target / path.name, "wb") as f:
             write_po(f, catalog, width=-1)

@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping
 import yaml
 
 from tools.book import CONFIG, NOTEBOOKS, read_config, write_toc
-from tools.catalogs import catalog_lookup, read_catalog
+from tools.catalogs import BADGE, catalog_lookup, read_catalog
 from tools.chapters import (placeholders, read_facts, render_value, sources, substitute,
                             template_notebook)
 
@@ -139,7 +139,6 @@ _CODE = re.compile(r"``[^`]+``|`[^`]+`")
 _MATH = re.compile(r"\$\$.+?\$\$|\$[^$]+\$", re.S)
 _LINK = re.compile(r"\]\(([^)\s]+)\)")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-BADGE = re.compile(r"(colab\.research\.google\.com/github/[^)]*/blob/main/notebooks/)([^/)]+\.ipynb)")
 
 
 # A translation is parsed again as markdown on its own: one that starts like a block ("2. ...",
