@@ -3,6 +3,7 @@
     .venv/bin/python tools/translations.py update   # English text -> locales/{ko,ja}/LC_MESSAGES/*.po
     .venv/bin/python tools/translations.py stats    # messages, translated, untranslated, fuzzy per catalog
     .venv/bin/python tools/translations.py check [CATALOG ...]   # every problem, one line each
+    .venv/bin/python tools/translations.py todo CATALOG            # what needs a translator, as JSON
     .venv/bin/python tools/translations.py fill CATALOG FILE.json  # set {msgid: msgstr} translations
     .venv/bin/python tools/translations.py editions # catalogs -> notebooks/{ko,ja}/NN_name.ipynb
     .venv/bin/python tools/translations.py stale    # catalogs whose messages differ from the English
@@ -29,6 +30,7 @@ from typing import Any, Callable, Mapping
 import yaml
 
 from tools.book import CONFIG, NOTEBOOKS, read_config, write_toc
+from tools import translation_style as style
 from tools.catalogs import BADGE, catalog_lookup, read_catalog
 from tools.chapters import (placeholders, read_facts, render_value, sources, substitute,
                             template_notebook)
@@ -124,15 +126,23 @@ class CatalogStats:
     translated: int
     untranslated: int
     fuzzy: int
+    glosses: int = 0  # English terms glossed in brackets (tools/translation_style.py)
+
+
+def finished(catalog) -> list[tuple[str, str]]:
+    """(msgid, msgstr) of a catalog's translated, not fuzzy messages."""
+    return [(m.id, m.string) for m in catalog if m.id and m.string and not m.fuzzy]
 
 
 def stats(path: Path) -> CatalogStats:
-    """How much of a catalog is translated (babel's reader; the header entry is not a message)."""
+    """How much of a catalog is translated (babel's reader; the header entry is not a message),
+    and how many English glosses its translations carry."""
     catalog = read_catalog(path)
     messages = [m for m in catalog if m.id]
     fuzzy = sum(1 for m in messages if m.fuzzy)
     untranslated = sum(1 for m in messages if not m.string)
-    return CatalogStats(path, len(messages), len(messages) - fuzzy - untranslated, untranslated, fuzzy)
+    glosses = sum(style.catalog_glosses(finished(catalog)).values())
+    return CatalogStats(path, len(messages), len(messages) - fuzzy - untranslated, untranslated, fuzzy, glosses)
 
 
 _CODE = re.compile(r"``[^`]+``|`[^`]+`")
@@ -212,10 +222,12 @@ def markup(text: str) -> dict[str, int]:
 
 
 def check(path: Path) -> list[str]:
-    """Every problem of a catalog, one line each: untranslated, fuzzy, or a changed code / maths /
-    link / number (see `message_problems`). The language is the catalog's folder (ko, ja)."""
+    """Every problem of a catalog, one line each: untranslated, fuzzy, a changed code / maths /
+    link / number (see `message_problems`), and what breaks the glossary's conventions (glosses,
+    one word each: tools/translation_style.py). The language is the catalog's folder (ko, ja)."""
     lang = path.parents[1].name
     catalog = read_catalog(path)
+    rules = style.variants()
     out = []
     for m in catalog:
         if not m.id:
@@ -224,7 +236,32 @@ def check(path: Path) -> list[str]:
         if m.fuzzy:  # not used (the English shows) until it is translated again: nothing else to check
             out.append(f"{path.name}: fuzzy: {label!r}")
             continue
-        out += [f"{path.name}: {p}: {label!r}" for p in message_problems(m.id, m.string, lang)]
+        problems = message_problems(m.id, m.string, lang)
+        if m.string:
+            problems += style.gloss_problems(m.id, m.string) + style.term_problems(m.string, lang, rules)
+        out += [f"{path.name}: {p}: {label!r}" for p in problems]
+    return out + style.catalog_problems(finished(catalog), path.name)
+
+
+def todo(path: Path) -> dict[str, dict[str, Any]]:
+    """The messages of a catalog that need a translator, for `fill`: {msgid: {"msgstr": the
+    current (or, when fuzzy, the old) translation, "problems": [...]}} for every untranslated,
+    fuzzy or problematic message. The chapter-wide gloss problems are under the key ""."""
+    lang = path.parents[1].name
+    catalog = read_catalog(path)
+    rules = style.variants()
+    out: dict[str, dict[str, Any]] = {}
+    for m in catalog:
+        if not m.id:
+            continue
+        problems = ["fuzzy: the English changed"] if m.fuzzy else message_problems(m.id, m.string, lang)
+        if m.string and not m.fuzzy:
+            problems += style.gloss_problems(m.id, m.string) + style.term_problems(m.string, lang, rules)
+        if problems:
+            out[m.id] = {"msgstr": m.string, "problems": problems}
+    chapter = style.catalog_problems(finished(catalog), path.name)
+    if chapter:
+        out[""] = {"msgstr": "", "problems": chapter}
     return out
 
 
@@ -555,6 +592,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("stats", help="print each catalog's counts")
     c = sub.add_parser("check", help="list every problem of the given catalogs (all by default)")
     c.add_argument("catalogs", nargs="*", type=Path)
+    t = sub.add_parser("todo", help="print the messages of a catalog that need a translator, as JSON")
+    t.add_argument("catalog", type=Path)
     f = sub.add_parser("fill", help="set translations from a JSON file {msgid: msgstr} into a catalog")
     f.add_argument("catalog", type=Path)
     f.add_argument("json", type=Path)
@@ -600,6 +639,10 @@ def main(argv: list[str] | None = None) -> int:
         problems = check_messages(args.catalog) if args.catalog.name == "vitcourse.po" else check(args.catalog)
         print(f"{len(problems)} problems left" + (": run `check` to list them" if problems else ""))
         return 0
+    if args.command == "todo":
+        import json
+        print(json.dumps(todo(args.catalog), ensure_ascii=False, indent=1))
+        return 0
     if args.command == "check":
         problems = [p for path in (args.catalogs or sorted(LOCALES.glob("*/LC_MESSAGES/*.po"))) for p in check(path)]
         print("\n".join(problems) or "no problems")
@@ -610,7 +653,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in sorted(LOCALES.glob("*/LC_MESSAGES/*.po")):
         s = stats(path)
         print(f"{str(path.relative_to(LOCALES)):40s} {s.messages:4d} messages, {s.translated:4d} translated, "
-              f"{s.untranslated:4d} untranslated, {s.fuzzy:3d} fuzzy")
+              f"{s.untranslated:4d} untranslated, {s.fuzzy:3d} fuzzy, {s.glosses:3d} glosses")
     return 0
 
 
