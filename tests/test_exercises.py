@@ -276,6 +276,19 @@ def test_top_level_region_without_names_raises_when_run():
                      "raise NotImplementedError('Exercise 01.4: replace this stub with your code')"]
 
 
+@pytest.mark.parametrize("lang, script", [("ko", r"[\uac00-\ud7a3]"), ("ja", r"[\u3040-\u30ff]")])
+def test_an_editions_stubs_speak_its_language(lang, script):
+    from vitcourse.exercises.notebook import Region
+    from vitcourse.i18n import folder_language
+    raise_stub = stub_lines(f"{BEGIN_SOLUTION}\nprint(1)\n{END_SOLUTION}", Region(0, 0, 2, ""), "01.4", lang)
+    names_stub = stub_lines(f"{BEGIN_SOLUTION}\nx = 1\n{END_SOLUTION}", Region(0, 0, 2, ""), "01.4", lang)
+    assert raise_stub[0].startswith("# ") and re.search(script, raise_stub[0]), raise_stub
+    assert re.search(script, raise_stub[1]) and "01.4" in raise_stub[1], raise_stub
+    assert re.search(script, names_stub[0]) and "YOUR CODE" not in " ".join(names_stub), names_stub
+    assert folder_language(f"notebooks/{lang}/01_patches.ipynb") == lang
+    assert folder_language("notebooks/01_patches.ipynb") == "en"
+
+
 def test_student_command_writes_copies_and_rejects_unknown_chapters(chapter, tmp_path, capsys):
     from vitcourse.cli import main
     out = tmp_path / "handout"
@@ -400,9 +413,8 @@ def test_real_chapter_student_copy_runs_with_only_check_cells_failing(name, monk
 
 def test_the_instructors_guide_lists_the_current_exercises():
     guide = (ROOT / "notebooks" / "instructors.md").read_text(encoding="utf-8")
-    table = student_cmd.exercise_table(CHAPTERS)
-    assert student_cmd.guide_with_table(guide, table) == guide, (
-        "the exercise table in notebooks/instructors.md is stale: run "
+    assert student_cmd.updated_guide(guide, CHAPTERS) == guide, (
+        "the exercise table or the checks' output in notebooks/instructors.md is stale: run "
         "`python -m vitcourse student --update-guide`")
 
 

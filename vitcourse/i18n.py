@@ -29,6 +29,11 @@ ENV = "VITCOURSE_LANG"
 # The line a passing exercise check prints (vitcourse.checks), which the grader looks for in
 # every language (vitcourse.exercises.grade); here so the grader need not import torch.
 PASSED = "Exercise {exercise_id} passed: {title}."  # (extracted by tools/translations.py by name)
+# What a student copy has where the answer was (vitcourse.exercises.notebook), in the copy's language.
+STUB_COMMENT = "# YOUR CODE HERE"
+STUB_REPLACE = "# YOUR CODE HERE: replace the lines below with your answer"
+STUB_MESSAGE = "Exercise {exercise_id}: replace this stub with your code"
+MODULE_MESSAGES = (PASSED, STUB_COMMENT, STUB_REPLACE, STUB_MESSAGE)  # (extracted by tools/translations.py)
 
 
 def language() -> str:
@@ -47,6 +52,12 @@ def _catalog(lang: str) -> gettext.NullTranslations:
     if lang == "en":
         return gettext.NullTranslations()
     return gettext.translation(DOMAIN, localedir=str(LOCALE_DIR), languages=[lang], fallback=True)
+
+
+def folder_language(path: str | Path) -> str:
+    """The language of a notebook by its folder: ``notebooks/ko/05_training.ipynb`` -> ``ko``."""
+    folder = Path(path).parent.name
+    return folder if folder in LANGUAGES else "en"
 
 
 def translate(message: str, lang: str | None = None) -> str:

@@ -22,11 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..i18n import STUB_COMMENT, STUB_MESSAGE, STUB_REPLACE, translate
+
 BEGIN_SOLUTION = "### BEGIN SOLUTION"
 END_SOLUTION = "### END SOLUTION"
 BEGIN_HIDDEN = "### BEGIN HIDDEN TESTS"
 END_HIDDEN = "### END HIDDEN TESTS"
-STUB_COMMENT = "# YOUR CODE HERE"
 _CHECK_LINE = re.compile(r"^#\s*check:\s*(?P<id>\S+)\s*$")
 # The line that imports a chapter's checker, `from vitcourse.checks import ch01_patches as check`.
 CHECKER_IMPORT = re.compile(r"^from vitcourse\.checks import (ch\d\d_\w+) as (\w+)[ \t]*$", re.MULTILINE)
@@ -304,23 +305,24 @@ def _bound_names(code: str) -> list[str] | None:
     return list(dict.fromkeys(names))
 
 
-def stub_message(exercise_id: str) -> str:
-    return f"Exercise {exercise_id}: replace this stub with your code"
+def stub_message(exercise_id: str, lang: str = "en") -> str:
+    return translate(STUB_MESSAGE, lang).format(exercise_id=exercise_id)
 
 
-def stub_lines(source: str, region: Region, exercise_id: str) -> list[str]:
+def stub_lines(source: str, region: Region, exercise_id: str, lang: str = "en") -> list[str]:
     """The lines that replace `region` of cell `source` in the student copy.
 
     Inside a function the stub raises NotImplementedError when the function is called. At the top
     level of a cell or of a class body a raise would stop the whole cell (and a class definition),
     so the stub binds each name the solution defines to a placeholder that raises
     NotImplementedError when it is used (see `vitcourse.checks.Unanswered`); a region that binds
-    no name gets the plain raise.
+    no name gets the plain raise. The stub's words are in `lang` (an edition's copy speaks its
+    edition's language).
     """
     lines = source.splitlines()
     ind = region.indent
-    message = stub_message(exercise_id)
-    raise_stub = [f"{ind}{STUB_COMMENT}", f"{ind}raise NotImplementedError({message!r})"]
+    message = stub_message(exercise_id, lang)
+    raise_stub = [f"{ind}{translate(STUB_COMMENT, lang)}", f"{ind}raise NotImplementedError({message!r})"]
     python = _python_source(source)
     try:
         tree = ast.parse(python)
@@ -337,7 +339,7 @@ def stub_lines(source: str, region: Region, exercise_id: str) -> list[str]:
     names = _bound_names("\n".join(lines[region.start + 1:region.end]))
     if not names:
         return raise_stub
-    return [f"{ind}{STUB_COMMENT}: replace the lines below with your answer",
+    return [f"{ind}{translate(STUB_REPLACE, lang)}",
             f"{ind}from vitcourse.exercises import unanswered",
             *(f"{ind}{name} = unanswered({message!r})" for name in names)]
 
@@ -353,8 +355,8 @@ def _replace_spans(source: str, spans: list[tuple[int, int, list[str]]]) -> str:
     return text
 
 
-def student_notebook(nb: Any, name: str = "notebook") -> Any:
-    """The student copy of chapter `nb`: stubs for solutions, no hidden tests, no outputs.
+def student_notebook(nb: Any, name: str = "notebook", lang: str = "en") -> Any:
+    """The student copy of chapter `nb`: stubs (in `lang`) for solutions, no hidden tests, no outputs.
 
     Raises ValueError listing the problems if the chapter's exercises are malformed.
     """
@@ -367,7 +369,7 @@ def student_notebook(nb: Any, name: str = "notebook") -> Any:
         for region in ex.regions:
             source = nb.cells[region.cell].source
             by_cell.setdefault(region.cell, []).append(
-                (region.start, region.end, stub_lines(source, region, ex.exercise_id)))
+                (region.start, region.end, stub_lines(source, region, ex.exercise_id, lang)))
         if ex.hidden_tests:
             lines = nb.cells[ex.check_cell].source.splitlines()
             spans = _marker_spans(lines, BEGIN_HIDDEN, END_HIDDEN, "", [])
