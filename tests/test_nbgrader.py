@@ -90,6 +90,22 @@ def test_the_export_marks_solutions_checks_and_read_only_cells_with_stable_ids(t
     MetadataValidator().validate_nb(nb)
 
 
+@pytest.mark.parametrize("lang", ["ko", "ja"])
+def test_an_editions_nbgrader_config_gives_nbgrader_the_editions_stub(lang, tmp_path):
+    from traitlets.config import Config
+    from nbgrader.preprocessors import ClearSolutions
+    from vitcourse.i18n import STUB_COMMENT, translate
+
+    write_nbgrader_course([NOTEBOOKS / lang / CHAPTER.name], tmp_path)
+    config = Config()
+    exec((tmp_path / CONFIG_NAME).read_text(encoding="utf-8"), {"get_config": lambda: config})
+    stub = ClearSolutions(config=config).code_stub["python"]
+    assert stub == f"{translate(STUB_COMMENT, lang)}\nraise NotImplementedError()"
+    assert stub != ClearSolutions().code_stub["python"]  # not nbgrader's English one
+    write_nbgrader_course([CHAPTER], tmp_path / "en")
+    assert "code_stub" not in (tmp_path / "en" / CONFIG_NAME).read_text(encoding="utf-8")
+
+
 def test_an_export_nbgrader_would_misread_is_refused():
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell("def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION"),

@@ -27,6 +27,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..i18n import STUB_COMMENT, folder_language, translate
 from .notebook import (BEGIN_HIDDEN, BEGIN_SOLUTION, CHECKER_IMPORT, END_HIDDEN, END_SOLUTION,
                        notebook_text, parse_notebook, strip_notebook)
 
@@ -50,6 +51,19 @@ c.CourseDirectory.course_id = "vitcourse"
 # allows 120 s). Grade in fast mode, as `make grade` does: VITCOURSE_FAST=1 nbgrader autograde ...
 c.Execute.timeout = 120
 '''
+
+STUB_CONFIG = '''
+# The stub nbgrader puts where an answer was, in the language of these chapters (an edition's).
+c.ClearSolutions.code_stub = {{"python": {stub!r}}}
+'''
+
+
+def nbgrader_config(lang: str = "en") -> str:
+    """The course's nbgrader_config.py; for an edition (``ko``, ``ja``) nbgrader's stubs speak
+    its language, as the course's own student copies do."""
+    if lang == "en":
+        return CONFIG
+    return CONFIG + STUB_CONFIG.format(stub=f"{translate(STUB_COMMENT, lang)}\nraise NotImplementedError()")
 
 
 def grade_id(exercise_id: str, part: str) -> str:
@@ -143,7 +157,8 @@ def assignment_name(path: str | Path) -> str:
 
 def write_nbgrader_course(paths: list[Path], out: str | Path) -> tuple[list[Path], list[Path], bool]:
     """Write `out`/source/<chapter>/<chapter>.ipynb for each chapter in `paths` with exercises,
-    and `out`/nbgrader_config.py unless it exists.
+    and `out`/nbgrader_config.py unless it exists (its stubs in the chapters' language, when they
+    are an edition's).
 
     Returns the notebooks written, the chapters skipped (no exercises), and whether the config
     was written. Every chapter is converted before anything is written.
@@ -169,5 +184,6 @@ def write_nbgrader_course(paths: list[Path], out: str | Path) -> tuple[list[Path
     new_config = not config.exists()
     if new_config:
         out.mkdir(parents=True, exist_ok=True)
-        config.write_text(CONFIG, encoding="utf-8")
+        langs = {folder_language(path) for path in paths}
+        config.write_text(nbgrader_config(langs.pop() if len(langs) == 1 else "en"), encoding="utf-8")
     return written, skipped, new_config
