@@ -140,3 +140,13 @@ def test_a_number_touching_hangul_or_kana_is_found_and_alike_templates_each_get_
     assert tr.with_placeholders("差は0.4ポイント", "a gap of {{ gap }} points", facts) == "差は{{ gap }}ポイント"
     # a table cell of one number: one catalog message "2" becomes one message per template
     assert tr.with_placeholders("2", "{{ a_epochs }}", facts) == "{{ a_epochs }}"
+
+
+def test_a_scaled_count_may_use_the_languages_own_units():
+    assert tr.numbers_of("14 million images, 2.5 billion, 3 layers") == ["14000000", "2500000000", "3"]
+    assert tr.numbers_of("1,400만 장, 25억, 3층") == ["14000000", "2500000000", "3"]
+    assert tr.numbers_of("1,400 万枚、2.5 × 10⁹") == ["14000000", "2500000000"]
+    assert tr.message_problems("It saw 14 million images.", "1,400만 장을 보았습니다.", "ko") == []
+    assert tr.message_problems("It saw 14 million images.", "1,400 万枚を見ました。", "ja") == []
+    assert tr.message_problems("It saw 14 million images.", "140만 장을 보았습니다.", "ko") == [
+        "numbers missing: ['14000000']"]

@@ -149,6 +149,22 @@ _CODE = re.compile(r"``[^`]+``|`[^`]+`")
 _MATH = re.compile(r"\$\$.+?\$\$|\$[^$]+\$", re.S)
 _LINK = re.compile(r"\]\(([^)\s]+)\)")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+# A count with a word for its size is the same number in another language's words: "14 million"
+# is "1,400만" (Korean counts in 10^4 and 10^8), "1,400 万" or "14 × 10⁶".
+_SUPERSCRIPT = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")
+_SCALED = re.compile(r"(\d+(?:[.,]\d+)*)\s*(?:(thousand|million|billion)\b|(만|억|万|億)|×\s*10([⁰¹²³⁴⁵⁶⁷⁸⁹]+))")
+_SCALE = {"thousand": 10**3, "million": 10**6, "billion": 10**9, "만": 10**4, "万": 10**4, "억": 10**8, "億": 10**8}
+
+
+def numbers_of(text: str) -> list[str]:
+    """The numbers of `text` as written, except a scaled count ("2.5 billion", "25억",
+    "2.5 × 10⁹"), which counts as its value ("2500000000")."""
+    from decimal import Decimal
+
+    def value(m: re.Match) -> str:
+        scale = _SCALE[m[2] or m[3]] if (m[2] or m[3]) else 10 ** int(m[4].translate(_SUPERSCRIPT))
+        return f" {int(Decimal(m[1].replace(',', '')) * scale)} "
+    return _NUMBER.findall(_SCALED.sub(value, text))
 
 
 # A translation is parsed again as markdown on its own: one that starts like a block ("2. ...",
@@ -183,8 +199,8 @@ def message_problems(msgid: str, msgstr: str, lang: str) -> list[str]:
     links = sorted(edition_badge(u, lang) for u in _LINK.findall(source))
     if links != sorted(_LINK.findall(target)):
         problems.append(f"link targets differ: expected {links}, got {sorted(_LINK.findall(target))}")
-    numbers = _NUMBER.findall(_LINK.sub(" ", source))
-    have = _NUMBER.findall(_LINK.sub(" ", target))
+    numbers = numbers_of(_LINK.sub(" ", source))
+    have = numbers_of(_LINK.sub(" ", target))
     lost = [n for n in set(numbers) if have.count(n) < numbers.count(n)]
     if lost:
         problems.append(f"numbers missing: {sorted(lost)}")
