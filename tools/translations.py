@@ -152,7 +152,7 @@ _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 # A count with a word for its size is the same number in another language's words: "14 million"
 # is "1,400만" (Korean counts in 10^4 and 10^8), "1,400 万" or "14 × 10⁶".
 _SUPERSCRIPT = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")
-_SCALED = re.compile(r"(\d+(?:[.,]\d+)*)\s*(?:(thousand|million|billion)\b|(만|억|万|億)|×\s*10([⁰¹²³⁴⁵⁶⁷⁸⁹]+))")
+_SCALED = re.compile(r"(\d+(?:[.,]\d+)*)\s*(?:(thousand|million|billion)\b|(만(?!큼)|억|万|億)|×\s*10([⁰¹²³⁴⁵⁶⁷⁸⁹]+))")
 _SCALE = {"thousand": 10**3, "million": 10**6, "billion": 10**9, "만": 10**4, "万": 10**4, "억": 10**8, "億": 10**8}
 
 
