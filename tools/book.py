@@ -60,7 +60,7 @@ class Edition:
 
 EDITIONS: dict[str, Edition] = {
     "en": Edition("en", "English", "Vision Transformers from First Principles"),
-    "ko": Edition("ko", "한국어", "처음부터 배우는 비전 트랜스포머",
+    "ko": Edition("ko", "한국어", "처음부터 배우는 Vision Transformer",
                   {"Chapters": "장", "More": "더 보기"}),
     "ja": Edition("ja", "日本語", "ゼロから学ぶ Vision Transformer",
                   {"Chapters": "章", "More": "その他"}),
