@@ -45,10 +45,16 @@ def prose(text: str) -> str:
     return text
 
 
+def _bracketed_in_english(msgid: str) -> set[str]:
+    """The bracketed Latin terms of the English message itself: kept in a translation, they are
+    not glosses (an English "(CKA)")."""
+    return {m.strip().lower() for m in GLOSS.findall(prose(msgid))}
+
+
 def glosses(msgid: str, msgstr: str) -> list[str]:
-    """The English glosses `msgstr` adds: bracketed Latin terms that the English message itself
-    does not have in brackets (an English "(CKA)" kept in the translation is not a gloss)."""
-    english = {m.strip().lower() for m in GLOSS.findall(prose(msgid).replace("（", "(").replace("）", ")"))}
+    """The English glosses `msgstr` adds: bracketed Latin terms the English message does not
+    have in brackets."""
+    english = _bracketed_in_english(msgid)
     return [g for g in GLOSS.findall(prose(msgstr)) if g.strip().lower() not in english]
 
 
@@ -79,7 +85,7 @@ def gloss_problems(msgid: str, msgstr: str) -> list[str]:
     """What is wrong with the glosses of one translation: nested, touching another bracket, or
     inside emphasis."""
     text = prose(msgstr)
-    english = {m.strip().lower() for m in GLOSS.findall(prose(msgid))}
+    english = _bracketed_in_english(msgid)
     problems = []
     for match in GLOSS.finditer(text):
         term = match.group(1)

@@ -246,17 +246,22 @@ def check(path: Path) -> list[str]:
     rules = style.variants()
     out = []
     for m in catalog:
-        if not m.id:
-            continue
-        label = m.id[:60].replace("\n", " ")
-        if m.fuzzy:  # not used (the English shows) until it is translated again: nothing else to check
-            out.append(f"{path.name}: fuzzy: {label!r}")
-            continue
-        problems = message_problems(m.id, m.string, lang)
-        if m.string:
-            problems += style.gloss_problems(m.id, m.string) + style.term_problems(m.string, lang, rules)
-        out += [f"{path.name}: {p}: {label!r}" for p in problems]
+        if m.id:
+            label = m.id[:60].replace("\n", " ")
+            out += [f"{path.name}: {p}: {label!r}" for p in problems_of(m, lang, rules)]
     return out + style.catalog_problems(finished(catalog), path.name)
+
+
+def problems_of(message, lang: str, rules: list[style.Variant]) -> list[str]:
+    """What is wrong with one message of a chapter's catalog (`check` lists them, `todo` groups
+    them by message). A fuzzy one is not used (the English shows) until it is translated again:
+    nothing else is checked."""
+    if message.fuzzy:
+        return ["fuzzy"]
+    problems = message_problems(message.id, message.string, lang)
+    if message.string:
+        problems += style.gloss_problems(message.id, message.string) + style.term_problems(message.string, lang, rules)
+    return problems
 
 
 def todo(path: Path) -> dict[str, dict[str, Any]]:
@@ -267,22 +272,12 @@ def todo(path: Path) -> dict[str, dict[str, Any]]:
     catalog = read_catalog(path)
     rules = style.variants()
     out: dict[str, dict[str, Any]] = {}
+    checks_catalog = path.name == "vitcourse.po"  # the checks' plain-text messages: only their fields matter
     for m in catalog:
-        if not m.id:
-            continue
-        if path.name == "vitcourse.po":  # the checks' plain-text messages: only their fields matter
-            problems = (["untranslated"] if not m.string else ["fuzzy: the English changed"] if m.fuzzy
-                        else [f"fields {fields(m.string)} instead of {fields(m.id)}"]
-                        if fields(m.string) != fields(m.id) else [])
-            if problems:
-                out[m.id] = {"msgstr": m.string, "problems": problems}
-            continue
-        problems = ["fuzzy: the English changed"] if m.fuzzy else message_problems(m.id, m.string, lang)
-        if m.string and not m.fuzzy:
-            problems += style.gloss_problems(m.id, m.string) + style.term_problems(m.string, lang, rules)
+        problems = (field_problems(m) if checks_catalog else problems_of(m, lang, rules)) if m.id else []
         if problems:
             out[m.id] = {"msgstr": m.string, "problems": problems}
-    chapter = style.catalog_problems(finished(catalog), path.name)
+    chapter = [] if checks_catalog else style.catalog_problems(finished(catalog), path.name)
     if chapter:
         out[""] = {"msgstr": "", "problems": chapter}
     return out
@@ -594,18 +589,19 @@ def fields(template: str) -> list[str]:
 def check_messages(path: Path) -> list[str]:
     """Problems of a checks' catalog: untranslated, fuzzy, or fields changed (which would make
     `.format` raise or drop a value)."""
-    problems = []
-    for m in read_catalog(path):
-        if not m.id:
-            continue
-        where = f"{path.parent.parent.name}/vitcourse.po: {m.id[:50]!r}"
-        if not m.string:
-            problems.append(f"{where}: untranslated")
-        elif m.fuzzy:
-            problems.append(f"{where}: fuzzy")
-        elif fields(m.string) != fields(m.id):
-            problems.append(f"{where}: fields {fields(m.string)} instead of {fields(m.id)}")
-    return problems
+    return [f"{path.parent.parent.name}/vitcourse.po: {m.id[:50]!r}: {p}"
+            for m in read_catalog(path) if m.id for p in field_problems(m)]
+
+
+def field_problems(message) -> list[str]:
+    """What is wrong with one message of a checks' catalog: untranslated, fuzzy, or its fields."""
+    if not message.string:
+        return ["untranslated"]
+    if message.fuzzy:
+        return ["fuzzy"]
+    if fields(message.string) != fields(message.id):
+        return [f"fields {fields(message.string)} instead of {fields(message.id)}"]
+    return []
 
 
 def main(argv: list[str] | None = None) -> int:
